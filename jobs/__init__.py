@@ -1,0 +1,1 @@
+"""Training jobs that streamtune ships as templates. Each module implements ``streamtune.Job``."""

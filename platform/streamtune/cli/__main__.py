@@ -1,0 +1,3 @@
+from streamtune.cli.main import main
+
+main()

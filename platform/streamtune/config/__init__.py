@@ -1,0 +1,31 @@
+"""Configuration: :class:`Settings` from ``STREAMTUNE_*`` variables, and the :class:`JobSpec` YAML contract."""
+
+from streamtune.config.jobspec import (
+    DatasetSpec,
+    JobEntry,
+    JobSpec,
+    ParamSpec,
+    ResourcesSpec,
+    RolloutSpec,
+    ServeSpec,
+    SweepSpec,
+    TriggerSpec,
+    ValidationSpec,
+    load_jobspec,
+)
+from streamtune.config.settings import Settings
+
+__all__ = [
+    "DatasetSpec",
+    "JobEntry",
+    "JobSpec",
+    "ParamSpec",
+    "ResourcesSpec",
+    "RolloutSpec",
+    "ServeSpec",
+    "Settings",
+    "SweepSpec",
+    "TriggerSpec",
+    "ValidationSpec",
+    "load_jobspec",
+]

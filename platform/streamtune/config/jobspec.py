@@ -1,0 +1,242 @@
+"""The JobSpec: one YAML file that says what data triggers a retrain, how to sweep, gate and serve it.
+
+Example:
+    >>> spec = JobSpec.model_validate({
+    ...     "name": "demo",
+    ...     "dataset": {"name": "sales", "label": "y"},
+    ...     "job": {"entrypoint": "jobs.tabular_gbdt:Job"},
+    ...     "sweep": {"metric": "rmse", "mode": "min",
+    ...               "space": {"lr": {"type": "loguniform", "low": 0.01, "high": 0.3}}},
+    ...     "serve": {"app": "sales"},
+    ... })
+    >>> spec.trigger.max_wait_s
+    60.0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamtune.config._format import format_validation_error, parse_duration
+from streamtune.errors import ConfigError
+
+_NAME = r"^[a-z][a-z0-9_-]{0,62}$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Spec):
+    """The dataset a job trains on."""
+
+    name: str = Field(description="Dataset name that events carry in their `dataset` field.", pattern=_NAME)
+    label: str = Field(description="Name of the label column.")
+    features: list[str] | None = Field(None, description="Feature columns; all but the label when unset.")
+    uri_roots: list[str] = Field(
+        default_factory=list,
+        description="Allowed URI prefixes for data files (e.g. '/data/sales/', 's3://bucket/sales/'). "
+        "Empty allows any path.",
+    )
+    slice_column: str | None = Field(None, description="Column whose values define slices for per-slice checks.")
+
+
+class TriggerSpec(_Spec):
+    """When a window of data-arrival events becomes a run."""
+
+    topic: str = Field("streamtune.data", description="Kafka topic the data-arrival events arrive on.")
+    min_rows: int = Field(1000, ge=1, description="A window closes once it holds at least this many rows.")
+    max_wait: float = Field(
+        60.0, description='A non-empty window closes this long after its first event; a duration like "10m".'
+    )
+    on_running: Literal["queue", "skip", "replace"] = Field(
+        "queue", description="What to do with a new window while a run of this spec is running."
+    )
+
+    @field_validator("max_wait", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @property
+    def max_wait_s(self) -> float:
+        """``max_wait`` in seconds."""
+        return self.max_wait
+
+
+class JobEntry(_Spec):
+    """The training code: a class implementing the Job protocol."""
+
+    entrypoint: str = Field(
+        description="module:Class of the job, e.g. 'jobs.tabular_gbdt:Job'.", pattern=r"^[\w.]+:\w+$"
+    )
+    code: str = Field(
+        "jobs",
+        description="Folder of the package holding the entrypoint, shipped to workers via runtime_env "
+        "py_modules. Relative paths resolve against the JobSpec's base folder.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed params merged under each trial's.")
+
+
+class ParamSpec(_Spec):
+    """One dimension of the search space."""
+
+    type: Literal["uniform", "loguniform", "int", "choice"] = Field(description="Distribution kind.")
+    low: float | None = Field(None, description="Lower bound (uniform, loguniform, int).")
+    high: float | None = Field(None, description="Upper bound (uniform, loguniform, int).")
+    values: list[Any] | None = Field(None, description="Options (choice).")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParamSpec:
+        if self.type == "choice":
+            if not self.values:
+                raise ValueError("a choice needs a non-empty 'values' list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} parameter needs both 'low' and 'high'")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.type == "loguniform" and self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {self.low}")
+        return self
+
+
+class ResourcesSpec(_Spec):
+    """Resources of one trial."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial.")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial; fractions such as 0.25 share a GPU.")
+
+
+class SweepSpec(_Spec):
+    """The hyperparameter sweep: Ray Tune with Optuna search and ASHA pruning."""
+
+    search: Literal["tpe", "random", "cmaes"] = Field("tpe", description="Optuna sampler.")
+    scheduler: Literal["asha", "fifo"] = Field("asha", description="Trial scheduler; ASHA prunes early.")
+    metric: str = Field(description="Metric the job reports and the sweep optimises, e.g. 'rmse'.")
+    mode: Literal["min", "max"] = Field(description="Whether lower or higher metric is better.")
+    num_samples: int = Field(8, ge=1, le=100000, description="Number of trials.")
+    max_concurrent: int = Field(2, ge=1, description="Trials running at once.")
+    max_t: int = Field(100, ge=1, description="Most report steps a trial may take (ASHA max_t).")
+    grace_period: int = Field(5, ge=1, description="Steps before ASHA may stop a trial.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-trial resources.")
+    seed: int | None = Field(0, description="Sampler seed; null for a random one.")
+    time_budget: float | None = Field(None, description='Wall-clock limit of the sweep, e.g. "15m".')
+    space: dict[str, ParamSpec] = Field(description="Search space: parameter name -> distribution.")
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("space")
+    @classmethod
+    def _non_empty(cls, value: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        if not value:
+            raise ValueError("must name at least one parameter")
+        return value
+
+    @model_validator(mode="after")
+    def _grace(self) -> SweepSpec:
+        if self.grace_period > self.max_t:
+            raise ValueError(f"grace_period ({self.grace_period}) must not exceed max_t ({self.max_t})")
+        return self
+
+
+class ValidationSpec(_Spec):
+    """The gate between a sweep's winner and traffic."""
+
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=0.9, description="Share of the snapshot kept out of training for the gate."
+    )
+    valid_fraction: float = Field(0.2, gt=0, lt=0.9, description="Share of the rest used to tune trials on.")
+    threshold: float | None = Field(
+        None, description="Absolute limit on the metric (a ceiling when mode=min, a floor when mode=max)."
+    )
+    must_beat_champion_by: float = Field(
+        0.0, ge=0, description="Relative margin the challenger must beat the champion by on the same holdout."
+    )
+    min_rows: int = Field(100, ge=1, description="Smallest snapshot the gate accepts.")
+
+
+class RolloutSpec(_Spec):
+    """How a new version reaches traffic."""
+
+    canary_percent: float = Field(0.0, ge=0, le=100, description="Share of requests the candidate answers first.")
+    observe: float = Field(0.0, description='How long to watch the canary before the full flip, e.g. "30s".')
+    max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Canary error rate above which the rollout rolls back."
+    )
+
+    @field_validator("observe", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class ServeSpec(_Spec):
+    """The Ray Serve application that serves the champion."""
+
+    app: str = Field(description="Serve application name; also its route prefix '/<app>'.", pattern=_NAME)
+    replicas: int = Field(2, ge=1, description="Number of replicas.")
+    num_cpus: float = Field(0.25, gt=0, description="CPUs per replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Canary and rollback settings.")
+
+
+class JobSpec(_Spec):
+    """Everything streamtune needs to retrain, gate and serve one model."""
+
+    name: str = Field(description="Spec name; also the registered model's name.", pattern=_NAME)
+    dataset: DatasetSpec = Field(description="The data.")
+    trigger: TriggerSpec = Field(default_factory=TriggerSpec, description="When to retrain.")
+    job: JobEntry = Field(description="The training code.")
+    sweep: SweepSpec = Field(description="The hyperparameter sweep.")
+    validation: ValidationSpec = Field(default_factory=ValidationSpec, description="The gate.")
+    serve: ServeSpec = Field(description="Serving.")
+    base_dir: str = Field(".", description="Folder relative paths resolve against (set to the YAML's folder).")
+
+    def code_dir(self) -> Path:
+        """Absolute folder of the job's code package."""
+        path = Path(self.job.code)
+        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
+
+    @classmethod
+    def parse(cls, data: Any, *, source: str | None = None) -> JobSpec:
+        """Validate a mapping into a JobSpec, raising :class:`ConfigError` that names field, value, rule.
+
+        Example:
+            >>> JobSpec.parse({"name": "x"})  # doctest: +IGNORE_EXCEPTION_DETAIL
+            Traceback (most recent call last):
+            streamtune.errors.ConfigError: Missing dataset; it is required
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f'Got "{type(data).__name__}" for the JobSpec; must be a mapping of keys')
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise format_validation_error(exc, source=source) from None
+
+
+def load_jobspec(path: str | Path) -> JobSpec:
+    """Load a JobSpec YAML file.
+
+    Relative paths inside it (``job.code``) resolve against the file's folder.
+
+    Example:
+        >>> spec = load_jobspec("configs/demo.yaml")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'Got "{path}" for the JobSpec path; no such file')
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if isinstance(data, dict) and "base_dir" not in data:
+        data = {**data, "base_dir": str(path.parent.resolve())}
+    return JobSpec.parse(data, source=str(path))

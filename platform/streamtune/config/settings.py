@@ -1,0 +1,80 @@
+"""Process-wide settings, read from ``STREAMTUNE_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streamtune.config._format import format_validation_error
+
+_PREFIX = "STREAMTUNE_"
+
+
+class Settings(BaseModel):
+    """Where streamtune keeps its state and how it reaches its services.
+
+    Each field can be set by the environment variable ``STREAMTUNE_<FIELD>`` (upper case).
+
+    Example:
+        >>> s = Settings(home="/tmp/st")
+        >>> s.registry_url
+        'sqlite:////tmp/st/registry.db'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    home: Path = Field(Path(".streamtune"), description="Folder for the registry DB, artifacts, logs and pids.")
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port of an existing Kafka cluster. When unset, a local broker is started."
+    )
+    kafka_port: int = Field(19092, ge=1024, le=65535, description="Port of the local broker's client listener.")
+    kafka_heap: str = Field("512m", pattern=r"^\d+[mMgG]$", description="Max JVM heap of the local broker.")
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version the local broker is fetched at.")
+    ray_address: str | None = Field(
+        None, description="Address of an existing Ray cluster. When unset, a local head node is started."
+    )
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs the local Ray head offers; all when unset.")
+    ray_port: int = Field(6389, ge=1024, le=65535, description="GCS port of the local Ray head.")
+    dashboard_port: int = Field(8265, ge=1024, le=65535, description="Ray dashboard / Jobs API port.")
+    serve_port: int = Field(8000, ge=1024, le=65535, description="HTTP port of Ray Serve's proxy.")
+    registry_url: str = Field("", description="sqlite:///path (default: <home>/registry.db).")
+    artifact_root: str = Field("", description="Where model artifacts are written (default: <home>/artifacts).")
+    events_topic: str = Field("streamtune.data", description="Default topic for data-arrival events.")
+    consumer_group: str = Field("streamtune-controller", description="Kafka consumer group of the controller.")
+
+    def model_post_init(self, __context: Any) -> None:
+        self.home = self.home.expanduser().resolve()
+        if not self.registry_url:
+            self.registry_url = f"sqlite:///{self.home / 'registry.db'}"
+        if not self.artifact_root:
+            self.artifact_root = str(self.home / "artifacts")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Read settings from ``STREAMTUNE_*`` variables; keyword overrides win.
+
+        Raises:
+            ConfigError: naming the variable, its value and the rule.
+
+        Example:
+            >>> Settings.from_env(home="/tmp/st").serve_port
+            8000
+        """
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = os.environ.get(_PREFIX + name.upper())
+            if raw not in (None, ""):
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise format_validation_error(exc, source="settings (STREAMTUNE_* variables)") from None
+
+    @property
+    def log_dir(self) -> Path:
+        """Folder for service logs."""
+        return self.home / "logs"

@@ -1,0 +1,147 @@
+"""Advance runs: submit the sweep as a Ray Job, read its result, gate it, register it, swap it in."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from streamtune.config.jobspec import JobSpec
+from streamtune.errors import StreamtuneError
+from streamtune.registry.base import Registry
+from streamtune.registry.records import RunRecord, RunStatus
+from streamtune.sweeps.driver import RESULT
+from streamtune.sweeps.jobs_api import RayJobRunner
+from streamtune.sweeps.schema import ChampionRef, SweepRequest, SweepResult
+from streamtune.validation.gate import GateEvidence, MetricGate
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
+
+
+class Services(Protocol):
+    """Where the controller finds the serving app of a spec."""
+
+    def swap(self, spec: JobSpec, version: int, artifact_uri: str) -> dict[str, Any]:
+        """Hot-swap the spec's app to ``version``; returns the swap report."""
+
+
+class RunAdvancer:
+    """Moves each spec's runs through pending → submitted → running → succeeded → promoted/rejected/failed.
+
+    Every step is idempotent, so a controller that crashed at any point can call :meth:`step` again.
+    """
+
+    def __init__(self, registry: Registry, jobs: RayJobRunner, services: Services, artifact_root: str) -> None:
+        self.registry = registry
+        self.jobs = jobs
+        self.services = services
+        self.artifact_root = Path(artifact_root)
+
+    def step(self, specs: dict[str, JobSpec]) -> None:
+        """Advance the active run of each spec, or start its oldest pending one."""
+        for spec in specs.values():
+            active = self.registry.list_runs(spec.name, status=list(ACTIVE), limit=1)
+            if active:
+                self._advance(spec, active[0])
+                continue
+            pending = self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=1000)
+            if pending:
+                self._submit(spec, pending[-1])  # oldest first: on_running=queue
+
+    def out_dir(self, run: RunRecord) -> Path:
+        """Folder of the run's request, Tune state, trial artifacts and result."""
+        return self.artifact_root / run.spec_name / run.run_id
+
+    def _submit(self, spec: JobSpec, run: RunRecord) -> None:
+        champ = self.registry.get_alias(spec.name, "champion")
+        out = self.out_dir(run)
+        out.mkdir(parents=True, exist_ok=True)
+        req = SweepRequest(
+            run_id=run.run_id, spec=spec.model_dump(mode="json"), uris=run.uris, event_ids=run.event_ids,
+            trusted_roots=[str(self.artifact_root)], out_dir=str(out),
+            champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri) if champ else None,
+        )
+        (out / "request.json").write_text(req.model_dump_json(indent=2))
+        self.jobs.submit(run.run_id, out / "request.json", spec.code_dir())
+        self._update(run, status=RunStatus.SUBMITTED, timings={"submitted_at": time.time()})
+        log.info("run %s submitted as a Ray Job", run.run_id)
+
+    def _advance(self, spec: JobSpec, run: RunRecord) -> None:
+        if run.status == RunStatus.SUCCEEDED:
+            self._promote(spec, run)
+            return
+        status = self.jobs.status(run.run_id)
+        if status is None:  # the cluster lost the job (restart): submit again under the same id
+            self._submit(spec, run)
+        elif status == "RUNNING" and run.status != RunStatus.RUNNING:
+            self._update(run, status=RunStatus.RUNNING)
+        elif status in ("FAILED", "STOPPED"):
+            tail = self.jobs.logs_tail(run.run_id, 15)
+            self._update(run, status=RunStatus.FAILED, error=f"sweep job {status.lower()}:\n{tail}")
+        elif status == "SUCCEEDED":
+            self._gate(spec, run)
+
+    def _gate(self, spec: JobSpec, run: RunRecord) -> None:
+        path = self.out_dir(run) / RESULT
+        if not path.is_file():
+            self._update(run, status=RunStatus.FAILED, error=f"sweep job succeeded but wrote no {path}")
+            return
+        result = SweepResult.model_validate_json(path.read_text())
+        started = run.timings.get("submitted_at", run.created_at)
+        evidence = GateEvidence(
+            metric=result.holdout.metric, mode=spec.sweep.mode, challenger=result.holdout.challenger,
+            champion=result.holdout.champion, holdout_rows=result.holdout.rows,
+            snapshot_rows=int(result.snapshot.get("num_rows", 0)), error=result.holdout.error,
+        )
+        t0 = time.perf_counter()
+        report = MetricGate(spec.validation).validate(evidence)
+        timings = {"sweep_job_s": round(time.time() - started, 3), **result.timings,
+                   "gate_s": round(time.perf_counter() - t0, 4)}
+        status = RunStatus.SUCCEEDED if report.passed else RunStatus.REJECTED
+        run = self._update(run, status=status, sweep=result.model_dump(mode="json"),
+                           gate=report.model_dump(mode="json"), timings=timings)
+        log.info("run %s gate %s: %s", run.run_id, "passed" if report.passed else "rejected", report.reasons[0])
+        if report.passed:
+            self._promote(spec, run)
+
+    def _promote(self, spec: JobSpec, run: RunRecord) -> None:
+        result = SweepResult.model_validate(run.sweep)
+        t0 = time.perf_counter()
+        mv = self.registry.register_model(
+            spec.name, run.run_id, str(result.best.artifact_uri), result.best.params,
+            {"holdout_" + result.holdout.metric: result.holdout.challenger, **_numbers(result.best.metrics)},
+            _lineage(run, result),
+        )
+        self.registry.set_alias(spec.name, "challenger", mv.version, reason=f"run {run.run_id} passed the gate")
+        t_reg = time.perf_counter() - t0
+        try:
+            swap = self.services.swap(spec, mv.version, mv.artifact_uri)
+        except StreamtuneError as exc:
+            self._update(run, status=RunStatus.FAILED, model_version=mv.version, error=f"swap failed: {exc}")
+            return
+        self.registry.set_alias(spec.name, "champion", mv.version, reason=f"run {run.run_id} hot-swapped")
+        self._update(run, status=RunStatus.PROMOTED, model_version=mv.version,
+                     timings={"register_s": round(t_reg, 4), **{f"swap_{k}": v for k, v in swap.items()
+                                                                 if isinstance(v, (int, float))}})
+        log.info("run %s promoted: %s v%d is serving", run.run_id, spec.name, mv.version)
+
+    def _update(self, run: RunRecord, **fields: Any) -> RunRecord:
+        if "timings" in fields:
+            fields["timings"] = {**run.timings, **fields["timings"]}
+        return self.registry.update_run(run.run_id, **fields)
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in keep.items() if not k.startswith(("time", "timestamp", "pid", "done"))}
+
+
+def _lineage(run: RunRecord, result: SweepResult) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id, "event_ids": run.event_ids, "offsets": run.offsets, "uris": run.uris,
+        "snapshot_fingerprint": result.snapshot.get("fingerprint"), "snapshot_rows": result.snapshot.get("num_rows"),
+        "trial_id": result.best.trial_id, "trials": len(result.trials), "trigger_reason": run.reason,
+    }

@@ -1,0 +1,125 @@
+"""Snapshots: the Arrow data behind a trigger window, with checks, a fingerprint and a fixed split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from streamtune.config.jobspec import DatasetSpec
+from streamtune.errors import DataError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation (for tuning) and holdout (for the gate) tables of one snapshot."""
+
+    train: pa.Table
+    valid: pa.Table
+    holdout: pa.Table
+
+
+class Snapshot:
+    """The rows of one window, read with ``pyarrow.dataset`` from the files that its events name.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> from streamtune.config import DatasetSpec
+        >>> spec = DatasetSpec(name="s", label="y")
+        >>> snap = Snapshot.from_parts(spec, uris=[], rows=[{"x": float(i), "y": 2.0 * i} for i in range(10)])
+        >>> snap.num_rows, snap.features
+        (10, ['x'])
+    """
+
+    def __init__(self, spec: DatasetSpec, table: pa.Table, uris: Sequence[str]) -> None:
+        self.spec = spec
+        self.table = table
+        self.uris = list(uris)
+        self._check_columns()
+
+    @classmethod
+    def from_parts(cls, spec: DatasetSpec, uris: Iterable[str], rows: Iterable[dict[str, Any]] = (),
+                   *, trusted_roots: Sequence[str] = ()) -> Snapshot:
+        """Build a snapshot from Parquet URIs plus optional inline rows.
+
+        URIs must lie under ``spec.uri_roots`` unless they lie under ``trusted_roots`` (streamtune's own
+        folder for inline rows).
+        """
+        uris = sorted(set(uris))
+        _check_roots(spec, [u for u in uris if not any(u.startswith(r) for r in trusted_roots)])
+        tables = []
+        if uris:
+            try:
+                tables.append(pads.dataset(uris, format="parquet").to_table())
+            except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"cannot read the snapshot's files for dataset {spec.name}: {exc}") from None
+        rows = list(rows)
+        if rows:
+            tables.append(pa.Table.from_pylist(rows))
+        if not tables:
+            raise DataError(f"window for dataset {spec.name} names no files and no rows")
+        try:
+            table = pa.concat_tables(tables, promote_options="default")
+        except pa.ArrowInvalid as exc:
+            raise DataError(f"files of dataset {spec.name} disagree on their schema: {exc}") from None
+        return cls(spec, table, uris)
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in the snapshot."""
+        return self.table.num_rows
+
+    @property
+    def features(self) -> list[str]:
+        """Feature columns: the spec's list, or every column but the label."""
+        return list(self.spec.features or [c for c in self.table.column_names if c != self.spec.label])
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the schema, the URIs and the row count: the snapshot's identity in lineage."""
+        body = json.dumps(
+            {"schema": self.table.schema.to_string(), "uris": self.uris, "rows": self.num_rows}, sort_keys=True
+        )
+        return hashlib.sha256(body.encode()).hexdigest()[:24]
+
+    def _check_columns(self) -> None:
+        names = set(self.table.column_names)
+        if self.spec.label not in names:
+            raise DataError(
+                f'Got columns {sorted(names)} for dataset {self.spec.name}; label "{self.spec.label}" is missing'
+            )
+        missing = [f for f in self.features if f not in names]
+        if missing:
+            raise DataError(f"dataset {self.spec.name} lacks feature columns {missing}")
+        if self.table[self.spec.label].null_count:
+            raise DataError(
+                f"dataset {self.spec.name}: label {self.spec.label} has "
+                f"{self.table[self.spec.label].null_count} null values; labels must be complete"
+            )
+
+    def split(self, holdout_fraction: float, valid_fraction: float, seed: int = 0) -> Splits:
+        """Split rows at random but reproducibly: the same snapshot always gives the same holdout."""
+        n = self.num_rows
+        order = np.random.default_rng(seed).permutation(n)
+        n_hold = max(1, int(round(n * holdout_fraction)))
+        n_valid = max(1, int(round((n - n_hold) * valid_fraction)))
+        if n - n_hold - n_valid < 1:
+            raise DataError(f"dataset {self.spec.name} has {n} rows; too few to split into train/valid/holdout")
+        hold, valid, train = np.split(order, [n_hold, n_hold + n_valid])
+        return Splits(self.table.take(np.sort(train)), self.table.take(np.sort(valid)), self.table.take(np.sort(hold)))
+
+
+def _check_roots(spec: DatasetSpec, uris: Sequence[str]) -> None:
+    if not spec.uri_roots:
+        return
+    for uri in uris:
+        if not any(uri.startswith(root) for root in spec.uri_roots):
+            raise DataError(
+                f'Got "{uri}" in an event for dataset {spec.name}; must lie under dataset.uri_roots {spec.uri_roots}'
+            )

@@ -1,0 +1,123 @@
+"""A local Ray for the demo and the tests: in-process, or a detached head node for ``streamtune up``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+
+from streamtune.config.settings import Settings
+from streamtune.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+class LocalRay:
+    """Start or join Ray, with the Jobs API (dashboard) and Ray Serve's HTTP proxy on 127.0.0.1.
+
+    With ``settings.ray_address`` set it joins that cluster; otherwise it starts one. ``detached=False``
+    starts Ray inside this process (it ends with the process); ``detached=True`` runs ``ray start --head``
+    so the cluster outlives the CLI call (``streamtune up`` / ``down``).
+
+    Example:
+        >>> ray_ = LocalRay(Settings.from_env())  # doctest: +SKIP
+        >>> ray_.start(); ray_.jobs_url            # doctest: +SKIP
+        'http://127.0.0.1:8265'
+    """
+
+    def __init__(self, settings: Settings, *, detached: bool = False) -> None:
+        self.settings = settings
+        self.detached = detached
+        self.started_here = False
+
+    @property
+    def jobs_url(self) -> str:
+        """URL of the Ray Jobs API."""
+        if self.settings.ray_address and self.settings.ray_address.startswith("http"):
+            return self.settings.ray_address
+        return f"http://127.0.0.1:{self.settings.dashboard_port}"
+
+    def start(self) -> None:
+        """Start (or connect to) Ray, then start Serve's HTTP proxy. Idempotent."""
+        import ray
+
+        if not ray.is_initialized():
+            address = self.settings.ray_address
+            if address is None and self.detached:
+                self._start_head()
+                address = f"127.0.0.1:{self.settings.ray_port}"
+            if address is None:
+                self._init_in_process()
+            else:
+                ray.init(address=address, namespace="streamtune", log_to_driver=False)
+        self._start_serve()
+
+    def _init_in_process(self) -> None:
+        import ray
+
+        ray.init(
+            num_cpus=self.settings.ray_num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=self.settings.dashboard_port,
+            namespace="streamtune",
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+        )
+        self.started_here = True
+
+    def _start_head(self) -> None:
+        ray_bin = shutil.which("ray") or os.path.join(os.path.dirname(os.sys.executable), "ray")
+        cmd = [
+            ray_bin, "start", "--head", f"--port={self.settings.ray_port}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={self.settings.dashboard_port}",
+            "--include-dashboard=true", "--disable-usage-stats",
+        ]
+        if self.settings.ray_num_cpus:
+            cmd.append(f"--num-cpus={self.settings.ray_num_cpus}")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 and "already" not in proc.stderr + proc.stdout:
+            raise ServiceError(
+                f"ray start --head failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
+                fix="run `ray stop` and try again, or set STREAMTUNE_RAY_ADDRESS to an existing cluster",
+            )
+        self.started_here = True
+
+    def _start_serve(self) -> None:
+        from ray import serve
+
+        serve.start(http_options={"host": "127.0.0.1", "port": self.settings.serve_port})
+        _wait_http(f"http://127.0.0.1:{self.settings.serve_port}/-/healthz", 60)
+
+    def stop(self) -> None:
+        """Shut down what :meth:`start` started (Serve apps end with the cluster)."""
+        import ray
+
+        if ray.is_initialized() and self.started_here and not self.detached:
+            from ray import serve
+
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+        elif self.detached:
+            if ray.is_initialized():
+                ray.shutdown()
+            subprocess.run([shutil.which("ray") or "ray", "stop"], capture_output=True)
+
+
+def _wait_http(url: str, timeout_s: float) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.25)
+    raise ServiceError(f"Ray Serve did not answer at {url} within {timeout_s:.0f}s")

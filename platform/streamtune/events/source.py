@@ -1,0 +1,300 @@
+"""Event sources: where DataArrival events come from, behind one small ABC.
+
+:class:`KafkaEventSource` reads a Kafka consumer group. Offsets are the caller's to keep: the controller
+stores them in its DB with the window state and passes them back as ``start_offsets`` on restart, so
+Kafka's committed offsets are only a hint for a group with no stored state.
+
+Example:
+    >>> with KafkaEventSource("127.0.0.1:19092", ["streamtune.data"], "ctl") as source:  # doctest: +SKIP
+    ...     for record in source.poll(timeout_s=1.0):
+    ...         print(record.offset, record.event or record.error)
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+
+from streamtune.errors import EventError, ServiceError
+from streamtune.events.schema import DataArrival
+
+log = logging.getLogger(__name__)
+
+Offsets = dict[tuple[str, int], int]
+"""``{(topic, partition): offset}``; an offset is always the NEXT one to read."""
+
+ERROR_HEADER = "streamtune.error"
+"""Header of a dead-lettered record that holds the reason it was rejected."""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One record read from a source: a decoded event, or the reason it could not be decoded.
+
+    Attributes:
+        topic: Topic it was read from.
+        partition: Partition it was read from.
+        offset: Its offset; resume after it with ``{(topic, partition): offset + 1}``.
+        event: The decoded event, or None for a bad record.
+        error: Why the record is bad (an :class:`EventError` headline), or None.
+        raw: The record's value as read (None for a tombstone).
+
+    Example:
+        >>> ev = DataArrival(dataset="sales", rows=[{"x": 1}], num_rows=1)
+        >>> rec = EventRecord("streamtune.data", 0, 41, ev, None, ev.to_bytes())
+        >>> rec.ok, rec.next_offset
+        (True, 42)
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    event: DataArrival | None
+    error: str | None = None
+    raw: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the record decoded to an event."""
+        return self.event is not None
+
+    @property
+    def next_offset(self) -> int:
+        """The offset to commit or store once this record is handled."""
+        return self.offset + 1
+
+    @classmethod
+    def decode(cls, topic: str, partition: int, offset: int, raw: bytes | None) -> EventRecord:
+        """Decode a raw value into a good or a bad record; never raises.
+
+        Example:
+            >>> EventRecord.decode("t", 0, 7, b"{oops").error.startswith("event is not valid JSON")
+            True
+        """
+        try:
+            return cls(topic, partition, offset, DataArrival.from_bytes(raw), None, raw)
+        except EventError as exc:
+            return cls(topic, partition, offset, None, exc.headline, raw)
+
+
+class EventSource(abc.ABC):
+    """Where events come from. Every implementation runs the same conformance tests.
+
+    Offsets (in :meth:`commit` and :meth:`seek`) map ``(topic, partition)`` to the NEXT offset to read.
+
+    Example:
+        >>> class Empty(EventSource):
+        ...     def poll(self, timeout_s=1.0, max_records=None): return []
+        ...     def commit(self, offsets): pass
+        ...     def seek(self, offsets): pass
+        ...     def close(self): pass
+        >>> with Empty() as source:
+        ...     source.poll()
+        []
+    """
+
+    @abc.abstractmethod
+    def poll(self, timeout_s: float = 1.0, max_records: int | None = None) -> list[EventRecord]:
+        """Return the records that arrived within ``timeout_s`` (maybe none), in offset order per partition.
+
+        Bad records come back with ``event=None`` and ``error`` set; they never raise.
+        """
+
+    @abc.abstractmethod
+    def commit(self, offsets: Offsets) -> None:
+        """Record ``offsets`` (next offset to read) as processed, as a hint for the next reader."""
+
+    @abc.abstractmethod
+    def seek(self, offsets: Offsets) -> None:
+        """Make the next :meth:`poll` read from ``offsets`` (next offset to read)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the source's connections; safe to call twice."""
+
+    def __enter__(self) -> EventSource:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _SeekOnAssign(ConsumerRebalanceListener):
+    """Seeks newly assigned partitions to the positions the source knows, over Kafka's committed offsets."""
+
+    def __init__(self, source: KafkaEventSource) -> None:
+        self._source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._source._apply_positions(assigned)
+
+
+class KafkaEventSource(EventSource):
+    """A Kafka consumer-group source of DataArrival events.
+
+    Auto-commit is off: offsets move in Kafka only through :meth:`commit`. Whenever partitions are assigned,
+    they are sought to ``start_offsets``, then to the position after the last record :meth:`poll` returned,
+    so a rebalance neither repeats nor skips records. Partitions with no known position start at Kafka's
+    committed offset, or at the earliest offset for a new group.
+
+    Args:
+        bootstrap: ``host:port`` of the cluster.
+        topics: Topics to subscribe to.
+        group_id: Consumer group.
+        start_offsets: ``{(topic, partition): next offset}`` to start from (e.g. from the controller's DB).
+        dead_letter_topic: When set, bad records are also sent there, with the reason in the
+            ``streamtune.error`` header and their origin in ``streamtune.source.*`` headers.
+        **consumer_config: Extra ``KafkaConsumer`` settings (e.g. ``session_timeout_ms``).
+
+    Raises:
+        ServiceError: The cluster did not answer.
+
+    Example:
+        >>> source = KafkaEventSource(  # doctest: +SKIP
+        ...     "127.0.0.1:19092", ["streamtune.data"], "streamtune-controller",
+        ...     start_offsets={("streamtune.data", 0): 42}, dead_letter_topic="streamtune.data.dlq")
+        >>> records = source.poll(timeout_s=2.0)  # doctest: +SKIP
+        >>> source.commit({(r.topic, r.partition): r.next_offset for r in records})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str,
+        start_offsets: Offsets | None = None,
+        *,
+        dead_letter_topic: str | None = None,
+        **consumer_config: Any,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.dead_letter_topic = dead_letter_topic
+        self._positions: Offsets = dict(start_offsets or {})
+        self._dlq: KafkaProducer | None = None
+        self._dlq_pending: list[tuple[EventRecord, Any]] = []
+        self._closed = False
+        config = {"enable_auto_commit": False, "auto_offset_reset": "earliest", **consumer_config}
+        try:
+            self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, **config)
+        except KafkaError as exc:
+            raise ServiceError(
+                f"Kafka at {bootstrap} did not answer the consumer of group {group_id!r}: {exc}",
+                fix="start the broker (streamtune up), or check STREAMTUNE_KAFKA_BOOTSTRAP",
+            ) from None
+        self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
+
+    def poll(self, timeout_s: float = 1.0, max_records: int | None = None) -> list[EventRecord]:
+        """Return the records that arrived within ``timeout_s``; bad ones have ``error`` set.
+
+        Example:
+            >>> [r.offset for r in source.poll(timeout_s=2.0)]  # doctest: +SKIP
+            [0, 1, 2]
+        """
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        records: list[EventRecord] = []
+        for tp in sorted(batches):
+            for msg in batches[tp]:
+                record = EventRecord.decode(msg.topic, msg.partition, msg.offset, msg.value)
+                if not record.ok:
+                    self._reject(record, msg.key)
+                records.append(record)
+                self._positions[(msg.topic, msg.partition)] = msg.offset + 1
+        self._flush_dlq()
+        return records
+
+    def commit(self, offsets: Offsets) -> None:
+        """Commit ``offsets`` (next offset to read) to the group in Kafka.
+
+        Example:
+            >>> source.commit({("streamtune.data", 0): 3})  # doctest: +SKIP
+        """
+        if not offsets:
+            return
+        payload = {TopicPartition(t, p): OffsetAndMetadata(off, "", -1) for (t, p), off in offsets.items()}
+        try:
+            self._consumer.commit(payload)
+        except KafkaError as exc:
+            raise ServiceError(f"Could not commit {offsets} for group {self.group_id!r}: {exc}") from None
+
+    def seek(self, offsets: Offsets) -> None:
+        """Read from ``offsets`` next: now for assigned partitions, on assignment for the others.
+
+        Example:
+            >>> source.seek({("streamtune.data", 0): 0})  # doctest: +SKIP
+        """
+        self._positions.update(offsets)
+        self._apply_positions(self._consumer.assignment())
+
+    def close(self) -> None:
+        """Leave the group and close connections, without committing anything."""
+        if self._closed:
+            return
+        self._closed = True
+        self._consumer.close(autocommit=False)
+        if self._dlq is not None:
+            self._dlq.close()
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """The ``(topic, partition)`` pairs this member holds now (empty until the group is joined)."""
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def _apply_positions(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            offset = self._positions.get((tp.topic, tp.partition))
+            if offset is not None:
+                log.debug("Seeking %s[%d] to offset %d", tp.topic, tp.partition, offset)
+                self._consumer.seek(tp, offset)
+
+    def _reject(self, record: EventRecord, key: bytes | None) -> None:
+        log.warning(
+            "Bad event at %s[%d] offset %d: %s",
+            record.topic, record.partition, record.offset, record.error,
+        )  # fmt: skip
+        if not self.dead_letter_topic:
+            return
+        headers = [
+            (ERROR_HEADER, (record.error or "").encode()),
+            ("streamtune.source.topic", record.topic.encode()),
+            ("streamtune.source.partition", str(record.partition).encode()),
+            ("streamtune.source.offset", str(record.offset).encode()),
+        ]
+        try:
+            if self._dlq is None:
+                self._dlq = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+            future = self._dlq.send(self.dead_letter_topic, value=record.raw, key=key, headers=headers)
+        except KafkaError as exc:
+            log.error("Could not dead-letter %s[%d] offset %d: %s", *_where(record), exc)
+            return
+        self._dlq_pending.append((record, future))
+
+    def _flush_dlq(self) -> None:
+        # Flush before the caller can commit past the bad records, so none is lost between the two topics.
+        # A failure is logged, not raised: the record stays in its source topic; bad records never raise.
+        pending, self._dlq_pending = self._dlq_pending, []
+        if self._dlq is None or not pending:
+            return
+        try:
+            self._dlq.flush(timeout=30)
+        except KafkaError as exc:
+            log.error("Could not flush the dead-letter topic %s: %s", self.dead_letter_topic, exc)
+        for record, future in pending:
+            if not future.succeeded():
+                log.error("Could not dead-letter %s[%d] offset %d: %s", *_where(record), future.exception)
+
+
+def _where(record: EventRecord) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset

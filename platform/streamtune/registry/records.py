@@ -1,0 +1,168 @@
+"""The records the registry stores: runs, model versions and alias events.
+
+A run is one trigger window turned into a sweep. Its id is derived from the window's dataset and Kafka
+offset range (:func:`run_id_for`), so the same window always maps to the same run, inserting it twice is
+a no-op, and the Ray Job submitted for it (``submission_id = run_id``) is deduplicated by Ray as well.
+
+Example:
+    >>> rid = run_id_for("clicks", {"data:0": [10, 19]})
+    >>> run = RunRecord(run_id=rid, spec_name="ctr", dataset="clicks", offsets={"data:0": [10, 19]})
+    >>> run.status.value, run.run_id == rid
+    ('pending', True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["AliasEvent", "ModelVersion", "RunRecord", "RunStatus", "run_id_for"]
+
+
+class RunStatus(str, Enum):  # noqa: UP042 -- StrEnum needs 3.11; we support 3.10
+    """Where a run stands in the flow.
+
+    ``pending`` (window closed, run stored) → ``submitted`` (Ray Job submitted) → ``running`` →
+    ``succeeded`` (sweep done) or ``failed``; then the gate makes a succeeded run ``promoted`` or
+    ``rejected``.
+
+    Example:
+        >>> RunStatus("running") is RunStatus.RUNNING
+        True
+    """
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    PROMOTED = "promoted"
+
+
+def _check_offsets(value: dict[str, list[int]]) -> dict[str, list[int]]:
+    for key, span in value.items():
+        topic, sep, part = key.rpartition(":")
+        if not sep or not topic or not part.isdigit():
+            raise ValueError(f'got key "{key}"; keys must be "topic:partition" like "data:0"')
+        if len(span) != 2 or span[0] > span[1]:
+            raise ValueError(f"got {span} for {key}; must be [first, last] with first <= last")
+    return value
+
+
+class RunRecord(BaseModel):
+    """One run: a closed trigger window, the sweep it started, and what became of it.
+
+    Example:
+        >>> r = RunRecord(run_id="r-1", spec_name="ctr", dataset="clicks", num_rows=500, reason="min_rows")
+        >>> r.status, r.model_version
+        (<RunStatus.PENDING: 'pending'>, None)
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(description="Deterministic id of the window (see run_id_for); also the Ray Job id.")
+    spec_name: str = Field(description="Name of the JobSpec whose trigger closed the window.")
+    dataset: str = Field(description="Dataset name the window's events belong to.")
+    status: RunStatus = Field(RunStatus.PENDING, description="Where the run stands in the flow.")
+    reason: str = Field("", description='Why the window closed, e.g. "min_rows", "max_wait" or "drift".')
+    event_ids: list[str] = Field(
+        default_factory=list, description="Ids of the DataArrival events in the window."
+    )
+    offsets: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description='Kafka offsets of the window: "topic:partition" -> [first, last], both inclusive.',
+    )
+    num_rows: int = Field(0, ge=0, description="Rows in the window, summed over its events.")
+    uris: list[str] = Field(default_factory=list, description="Data files behind the window's snapshot.")
+    created_at: float = Field(default_factory=time.time, description="Unix time the run was stored.")
+    updated_at: float = Field(default_factory=time.time, description="Unix time of the last change.")
+    sweep: dict[str, Any] | None = Field(None, description="The sweep result as JSON, once the sweep ends.")
+    gate: dict[str, Any] | None = Field(None, description="The validation gate's report as JSON.")
+    model_version: int | None = Field(None, description="Registered model version, if the run produced one.")
+    error: str | None = Field(None, description="Headline of the error that failed the run, if any.")
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent per stage.")
+
+    @field_validator("offsets")
+    @classmethod
+    def _offsets_are_spans(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        return _check_offsets(value)
+
+
+class ModelVersion(BaseModel):
+    """One registered version of a named model, with the lineage that produced it.
+
+    Example:
+        >>> mv = ModelVersion(name="ctr", version=1, run_id="r-1", artifact_uri="file:///tmp/a")
+        >>> mv.version
+        1
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Model name; usually the JobSpec name.")
+    version: int = Field(ge=1, description="Version number, 1, 2, ... per model name.")
+    run_id: str = Field(description="Run that produced this version.")
+    artifact_uri: str = Field(description="Where the artifact folder (with its MANIFEST.json) lives.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the winning trial.")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Metrics of the winning trial.")
+    lineage: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Event ids, offsets, snapshot fingerprint, sweep and trial ids behind this version.",
+    )
+    created_at: float = Field(default_factory=time.time, description="Unix time of registration.")
+
+
+class AliasEvent(BaseModel):
+    """One change of an alias (``champion``, ``challenger``, ...): what it pointed at before and after.
+
+    Example:
+        >>> AliasEvent(name="ctr", alias="champion", version=2, previous=1, reason="gate passed").previous
+        1
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Model name.")
+    alias: str = Field(description='Alias name, e.g. "champion".')
+    version: int | None = Field(description="Version the alias points at after the change; None = removed.")
+    previous: int | None = Field(None, description="Version it pointed at before; None if it was unset.")
+    reason: str = Field("", description='Why it changed, e.g. "gate passed" or "rollback: p99 too high".')
+    at: float = Field(default_factory=time.time, description="Unix time of the change.")
+
+
+def run_id_for(dataset: str, offsets: dict[str, list[int]], *, spec_name: str | None = None) -> str:
+    """Derive a window's run id from its dataset and offset ranges.
+
+    The id is ``"r-"`` and 16 hex digits of a sha256, so it is stable across processes and restarts, and
+    valid as a Ray Jobs ``submission_id``. The order of ``offsets`` keys does not matter.
+
+    Args:
+        dataset: Dataset name of the window.
+        offsets: ``"topic:partition" -> [first, last]`` offsets of the window.
+        spec_name: Pass it when several JobSpecs may watch the same dataset, so their windows get
+            distinct runs; left out, the id depends on the dataset and offsets only.
+
+    Returns:
+        The run id.
+
+    Example:
+        >>> run_id_for("clicks", {"a:0": [1, 5], "a:1": [3, 4]}) == run_id_for(
+        ...     "clicks", {"a:1": [3, 4], "a:0": [1, 5]})
+        True
+        >>> len(run_id_for("clicks", {"a:0": [1, 5]}))
+        18
+    """
+    payload: dict[str, Any] = {
+        "dataset": dataset,
+        "offsets": sorted((key, [int(x) for x in span]) for key, span in offsets.items()),
+    }
+    if spec_name is not None:
+        payload["spec_name"] = spec_name
+    digest = hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+    return "r-" + digest[:16]

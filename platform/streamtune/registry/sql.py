@@ -1,0 +1,518 @@
+"""SQLite implementation of :class:`~streamtune.registry.base.Registry` on the stdlib ``sqlite3``.
+
+The SDK, the CLI and the controller (a thread or another process) share one database file. The file runs
+in WAL mode so readers never block the writer, and every write opens ``BEGIN IMMEDIATE``, so two
+processes serialize on the file lock (waiting up to 10 s) instead of failing on a stale read. In a
+process, one connection is shared between threads behind a lock.
+
+Example:
+    >>> import tempfile
+    >>> url = f"sqlite:///{tempfile.mkdtemp()}/sub/registry.db"
+    >>> with SqlRegistry(url) as reg:
+    ...     reg.put_spec("ctr", {"name": "ctr"})
+    >>> SqlRegistry(url).get_spec("ctr")
+    {'name': 'ctr'}
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from streamtune.errors import RegistryError
+from streamtune.registry.base import Registry
+from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus
+
+__all__ = ["SCHEMA_VERSION", "SqlRegistry", "parse_sqlite_url"]
+
+SCHEMA_VERSION = 1
+_URL_RULE = "must be sqlite:///<absolute path> (e.g. sqlite:////home/me/registry.db) or sqlite:///:memory:"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS specs (
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (grp, topic, part));
+CREATE TABLE IF NOT EXISTS windows (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE, spec_name TEXT NOT NULL,
+    dataset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, event_ids TEXT NOT NULL,
+    offsets TEXT NOT NULL, num_rows INTEGER NOT NULL, uris TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, sweep TEXT, gate TEXT, model_version INTEGER, error TEXT,
+    timings TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_spec ON runs (spec_name, created_at);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, artifact_uri TEXT NOT NULL,
+    params TEXT NOT NULL, metrics TEXT NOT NULL, lineage TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (name, version), UNIQUE (name, run_id));
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (name, alias));
+CREATE TABLE IF NOT EXISTS alias_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER,
+    previous INTEGER, reason TEXT NOT NULL, at REAL NOT NULL);
+"""
+
+_RUN_COLUMNS = tuple(RunRecord.model_fields)
+_JSON_RUN_COLUMNS = frozenset({"event_ids", "offsets", "uris", "sweep", "gate", "timings"})
+_IMMUTABLE_RUN_FIELDS = frozenset({"run_id", "dataset", "offsets", "created_at"})
+_MODEL_COLUMNS = tuple(ModelVersion.model_fields)
+_MODEL_BY_RUN = "SELECT * FROM models WHERE name = ? AND run_id = ?"
+_MODEL_BY_VERSION = "SELECT * FROM models WHERE name = ? AND version = ?"
+_ALIAS_VERSION = "SELECT version FROM aliases WHERE name = ? AND alias = ?"
+_POSTGRES_FIX = "use a SQLite URL such as sqlite:////abs/path/registry.db; it is the supported registry"
+
+
+def parse_sqlite_url(url: str) -> str:
+    """Return the database path in a ``sqlite:///`` URL (``":memory:"`` for an in-memory database).
+
+    Raises:
+        RegistryError: the URL is not a SQLite URL with an absolute path, naming the value and the rule.
+
+    Example:
+        >>> parse_sqlite_url("sqlite:////var/lib/st/registry.db")
+        '/var/lib/st/registry.db'
+    """
+    if not isinstance(url, str):
+        raise RegistryError(f'Got "{url!r}" for registry_url; {_URL_RULE}')
+    if url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
+        raise RegistryError(
+            f'Got "{url}" for registry_url; Postgres registries are not supported yet', fix=_POSTGRES_FIX
+        )
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        return ":memory:"
+    if not url.startswith("sqlite:///"):
+        fix = f"use sqlite:///{Path(url).resolve()}" if "://" not in url else None
+        raise RegistryError(f'Got "{url}" for registry_url; {_URL_RULE}', fix=fix)
+    path = url[len("sqlite:///") :]
+    if not path.startswith("/") or path.strip("/") == "":
+        fix = f"use sqlite:///{Path(path).resolve()}" if path.strip("/") else None
+        raise RegistryError(
+            f'Got "{url}" for registry_url; {_URL_RULE} (a relative path would depend on the working '
+            "directory, so the CLI and the controller could open different files)",
+            fix=fix,
+        )
+    return "/" + path.lstrip("/")
+
+
+def _dumps(value: Any, what: str) -> str:
+    def default(obj: Any) -> Any:
+        # numpy scalars and arrays, e.g. Optuna params or metrics, have .item() / .tolist()
+        for attr in ("tolist", "item"):
+            if hasattr(obj, attr):
+                return getattr(obj, attr)()
+        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+    try:
+        return json.dumps(value, default=default, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"cannot store {what} as JSON: {exc}") from exc
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _status_values(status: RunStatus | str | list[RunStatus | str]) -> list[str]:
+    items = status if isinstance(status, list | tuple | set | frozenset) else [status]
+    values = []
+    for item in items:
+        try:
+            values.append(RunStatus(item).value)
+        except ValueError:
+            allowed = ", ".join(s.value for s in RunStatus)
+            raise RegistryError(f'Got "{item}" for status; must be one of {allowed}') from None
+    return values
+
+
+class SqlRegistry(Registry):
+    """A :class:`Registry` in a SQLite file, shared safely by threads and processes.
+
+    Args:
+        url: ``sqlite:///`` followed by an absolute path (parent folders are created), or
+            ``sqlite:///:memory:`` for a private in-memory database (tests, doctests).
+
+    Raises:
+        RegistryError: the URL is invalid or Postgres, the file cannot be opened, or it was created by a
+            newer streamtune.
+
+    Example:
+        >>> reg = SqlRegistry("sqlite:///:memory:")
+        >>> reg.register_model("ctr", "r-1", "file:///a", {}, {"auc": 0.91}, {}).version
+        1
+        >>> reg.close()
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = parse_sqlite_url(url)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self._conn = self._connect()
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise RegistryError(
+                f"cannot open registry {url}: {exc}", fix="check the path is writable"
+            ) from exc
+        except BaseException:
+            self.close()  # e.g. a newer schema: do not leak the connection
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection per registry object, shared by threads behind self._lock.
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def __repr__(self) -> str:
+        return f"SqlRegistry({self.url!r})"
+
+    def _migrate(self) -> None:
+        with self._tx() as conn:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+            row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+            if row["v"] is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row["v"] > SCHEMA_VERSION:
+                raise RegistryError(
+                    f"registry {self.url} has schema version {row['v']}; this streamtune reads up to "
+                    f"{SCHEMA_VERSION}",
+                    fix="upgrade streamtune, or point registry_url at another file",
+                )
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """Run a write transaction under the lock; any error rolls all of it back."""
+        with self._lock:
+            conn = self._open_conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise RegistryError(f"registry {self.url}: {exc}") from exc
+                raise
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            conn = self._open_conn()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise RegistryError(f"registry {self.url}: {exc}") from exc
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RegistryError(f"registry {self.url} is closed", fix="open a new one with open_registry()")
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection; later calls raise RegistryError. Closing twice is fine."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- specs -------------------------------------------------------------------------------------
+
+    def put_spec(self, name: str, spec: dict[str, Any]) -> None:
+        """Store a spec under ``name``, replacing any earlier one (see :meth:`Registry.put_spec`)."""
+        if not name:
+            raise RegistryError('Got "" for spec name; must be a non-empty string')
+        text = _dumps(spec, f"spec {name}")
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO specs (name, spec, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                (name, text, time.time()),
+            )
+
+    def get_spec(self, name: str) -> dict[str, Any] | None:
+        """Return the spec stored under ``name``, or None."""
+        rows = self._query("SELECT spec FROM specs WHERE name = ?", (name,))
+        return _loads(rows[0]["spec"]) if rows else None
+
+    def list_specs(self) -> list[dict[str, Any]]:
+        """Return every stored spec, ordered by name."""
+        return [_loads(r["spec"]) for r in self._query("SELECT spec FROM specs ORDER BY name")]
+
+    # -- the exactly-once core ---------------------------------------------------------------------
+
+    def commit_window(
+        self,
+        group: str,
+        offsets: dict[tuple[str, int], int],
+        windows: dict[str, dict[str, Any] | None],
+        new_runs: list[RunRecord],
+    ) -> list[str]:
+        """Store offsets, window state and new runs atomically (see :meth:`Registry.commit_window`)."""
+        window_rows = [(k, _dumps(v, f"window {k}") if v else None) for k, v in windows.items()]
+        run_rows = [self._run_row(run) for run in new_runs]
+        with self._tx() as conn:
+            self._upsert_offsets(conn, group, offsets)
+            self._write_windows(conn, window_rows)
+            return self._insert_runs(conn, run_rows)
+
+    @staticmethod
+    def _upsert_offsets(conn: sqlite3.Connection, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        now = time.time()
+        conn.executemany(
+            "INSERT INTO consumer_offsets (grp, topic, part, next_offset, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, "
+            "updated_at = excluded.updated_at",
+            [(group, topic, int(part), int(off), now) for (topic, part), off in offsets.items()],
+        )
+
+    @staticmethod
+    def _write_windows(conn: sqlite3.Connection, rows: list[tuple[str, str | None]]) -> None:
+        now = time.time()
+        for key, state in rows:
+            if state is None:
+                conn.execute("DELETE FROM windows WHERE key = ?", (key,))
+            else:
+                conn.execute(
+                    "INSERT INTO windows (key, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                    "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                    (key, state, now),
+                )
+
+    def _insert_runs(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[str]:
+        sql = "INSERT OR IGNORE INTO runs ({}) VALUES ({})".format(
+            ", ".join(_RUN_COLUMNS), ", ".join("?" * len(_RUN_COLUMNS))
+        )
+        inserted = []
+        for row in rows:
+            if conn.execute(sql, tuple(row[c] for c in _RUN_COLUMNS)).rowcount == 1:
+                inserted.append(row["run_id"])
+                continue
+            old = conn.execute(
+                "SELECT dataset, offsets FROM runs WHERE run_id = ?", (row["run_id"],)
+            ).fetchone()
+            if (old["dataset"], old["offsets"]) != (row["dataset"], row["offsets"]):
+                raise RegistryError(
+                    f"run {row['run_id']} already exists for dataset {old['dataset']} offsets "
+                    f"{old['offsets']}, not {row['dataset']} {row['offsets']}; run ids collide",
+                    fix="derive run ids with run_id_for(dataset, offsets, spec_name=...)",
+                )
+        return inserted
+
+    def load_offsets(self, group: str) -> dict[tuple[str, int], int]:
+        """Return ``(topic, partition) -> next offset`` stored for ``group``."""
+        rows = self._query("SELECT topic, part, next_offset FROM consumer_offsets WHERE grp = ?", (group,))
+        return {(r["topic"], r["part"]): r["next_offset"] for r in rows}
+
+    def load_windows(self) -> dict[str, dict[str, Any]]:
+        """Return every stored window state, by window key."""
+        return {r["key"]: _loads(r["state"]) for r in self._query("SELECT key, state FROM windows")}
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _run_row(run: RunRecord) -> dict[str, Any]:
+        row = run.model_dump(mode="json")
+        for col in _JSON_RUN_COLUMNS:
+            if row[col] is not None:
+                row[col] = _dumps(row[col], f"run {run.run_id} field {col}")
+        return row
+
+    @staticmethod
+    def _run_from(row: sqlite3.Row) -> RunRecord:
+        data = {c: row[c] for c in _RUN_COLUMNS}
+        for col in _JSON_RUN_COLUMNS:
+            data[col] = _loads(data[col])
+        return RunRecord.model_validate(data)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """Return the run, or None."""
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return self._run_from(rows[0]) if rows else None
+
+    def list_runs(
+        self,
+        spec_name: str | None = None,
+        status: RunStatus | str | list[RunStatus | str] | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Return runs newest first, filtered by spec and status (see :meth:`Registry.list_runs`)."""
+        if limit < 1:
+            raise RegistryError(f'Got "{limit}" for limit; must be at least 1')
+        where, params = [], []
+        if spec_name is not None:
+            where.append("spec_name = ?")
+            params.append(spec_name)
+        if status is not None:
+            values = _status_values(status)
+            where.append(f"status IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        sql = f"SELECT * FROM runs {clause}ORDER BY created_at DESC, seq DESC LIMIT ?"
+        return [self._run_from(r) for r in self._query(sql, (*params, limit))]
+
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
+        """Change fields of a run and set ``updated_at`` (see :meth:`Registry.update_run`)."""
+        unknown = sorted(set(fields) - set(_RUN_COLUMNS))
+        if unknown:
+            raise RegistryError(
+                f"cannot update run {run_id}: unknown field(s) {', '.join(unknown)}; "
+                f"fields are {', '.join(_RUN_COLUMNS)}"
+            )
+        frozen = sorted(set(fields) & _IMMUTABLE_RUN_FIELDS)
+        if frozen:
+            raise RegistryError(f"cannot update run {run_id}: {', '.join(frozen)} cannot change")
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RegistryError(f"cannot update run {run_id}: no such run in {self.url}")
+            merged = {**self._run_from(row).model_dump(), "updated_at": time.time(), **fields}
+            try:
+                run = RunRecord.model_validate(merged)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f'got "{e.get("input")}" for {".".join(map(str, e["loc"]))}: {e["msg"]}'
+                    for e in exc.errors()
+                )
+                raise RegistryError(f"cannot update run {run_id}: {problems}") from None
+            new = self._run_row(run)
+            cols = [c for c in _RUN_COLUMNS if c not in _IMMUTABLE_RUN_FIELDS]
+            conn.execute(
+                f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?",
+                (*(new[c] for c in cols), run_id),
+            )
+        return run
+
+    # -- models ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _model_from(row: sqlite3.Row) -> ModelVersion:
+        data = {c: row[c] for c in _MODEL_COLUMNS}
+        for col in ("params", "metrics", "lineage"):
+            data[col] = _loads(data[col])
+        return ModelVersion.model_validate(data)
+
+    def register_model(
+        self,
+        name: str,
+        run_id: str,
+        artifact_uri: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        lineage: dict[str, Any],
+    ) -> ModelVersion:
+        """Register the next version of ``name``; idempotent per run (see :meth:`Registry.register_model`)."""
+        if not name:
+            raise RegistryError('Got "" for model name; must be a non-empty string')
+        blobs = [
+            _dumps(v, f"model {name} {k}")
+            for k, v in (("params", params), ("metrics", metrics), ("lineage", lineage))
+        ]
+        with self._tx() as conn:
+            row = conn.execute(_MODEL_BY_RUN, (name, run_id)).fetchone()
+            if row is not None:
+                return self._model_from(row)
+            top = conn.execute("SELECT MAX(version) AS v FROM models WHERE name = ?", (name,)).fetchone()
+            version = (top["v"] or 0) + 1
+            conn.execute(
+                f"INSERT INTO models ({', '.join(_MODEL_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, version, run_id, artifact_uri, *blobs, time.time()),
+            )
+            return self._model_from(conn.execute(_MODEL_BY_VERSION, (name, version)).fetchone())
+
+    def get_model(self, name: str, version: int) -> ModelVersion | None:
+        """Return one model version, or None."""
+        rows = self._query(_MODEL_BY_VERSION, (name, version))
+        return self._model_from(rows[0]) if rows else None
+
+    def list_models(self, name: str | None = None) -> list[ModelVersion]:
+        """Return model versions ordered by name then version."""
+        if name is None:
+            rows = self._query("SELECT * FROM models ORDER BY name, version")
+        else:
+            rows = self._query("SELECT * FROM models WHERE name = ? ORDER BY version", (name,))
+        return [self._model_from(r) for r in rows]
+
+    # -- aliases -----------------------------------------------------------------------------------
+
+    def _record_alias(
+        self, conn: sqlite3.Connection, name: str, alias: str, version: int | None, reason: str
+    ) -> AliasEvent:
+        row = conn.execute(_ALIAS_VERSION, (name, alias)).fetchone()
+        event = AliasEvent(
+            name=name, alias=alias, version=version, previous=row["version"] if row else None, reason=reason
+        )
+        if version is None:
+            conn.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+        else:
+            conn.execute(
+                "INSERT INTO aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, "
+                "updated_at = excluded.updated_at",
+                (name, alias, version, event.at),
+            )
+        conn.execute(
+            "INSERT INTO alias_events (name, alias, version, previous, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, alias, version, event.previous, reason, event.at),
+        )
+        return event
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AliasEvent:
+        """Point ``alias`` at ``version`` and record the change (see :meth:`Registry.set_alias`)."""
+        if not alias:
+            raise RegistryError(f'Got "" for the alias of model {name}; must be a non-empty string')
+        with self._tx() as conn:
+            if conn.execute(_MODEL_BY_VERSION, (name, version)).fetchone() is None:
+                have = sorted(r[0] for r in conn.execute("SELECT version FROM models WHERE name=?", (name,)))
+                raise RegistryError(
+                    f'cannot point {name}@{alias} at version {version}: model "{name}" has no such version '
+                    f"(registered: {have or 'none'})"
+                )
+            return self._record_alias(conn, name, alias, version, reason)
+
+    def remove_alias(self, name: str, alias: str, reason: str = "") -> AliasEvent | None:
+        """Unset ``alias``; returns the event, or None if it was not set."""
+        with self._tx() as conn:
+            row = conn.execute(_ALIAS_VERSION, (name, alias)).fetchone()
+            return None if row is None else self._record_alias(conn, name, alias, None, reason)
+
+    def get_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """Return the version ``alias`` points at, or None."""
+        rows = self._query(
+            "SELECT m.* FROM aliases a JOIN models m ON m.name = a.name AND m.version = a.version "
+            "WHERE a.name = ? AND a.alias = ?",
+            (name, alias),
+        )
+        return self._model_from(rows[0]) if rows else None
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Return alias changes of ``name`` (of one alias if given), oldest first."""
+        sql = "SELECT name, alias, version, previous, reason, at FROM alias_events WHERE name = ?"
+        params: tuple[Any, ...] = (name,)
+        if alias is not None:
+            sql += " AND alias = ?"
+            params = (name, alias)
+        return [AliasEvent.model_validate(dict(r)) for r in self._query(sql + " ORDER BY seq", params)]

@@ -1,0 +1,62 @@
+"""Translate a JobSpec search space into Ray Tune distributions, and build the Optuna searcher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamtune.config.jobspec import ParamSpec, SweepSpec
+from streamtune.errors import ConfigError
+
+
+def to_tune_space(space: dict[str, ParamSpec]) -> dict[str, Any]:
+    """Map each :class:`ParamSpec` to a ``ray.tune`` sampler.
+
+    Example:
+        >>> from streamtune.config import ParamSpec
+        >>> sorted(to_tune_space({"lr": ParamSpec(type="loguniform", low=0.01, high=0.1)}))
+        ['lr']
+    """
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.type == "uniform":
+            out[name] = tune.uniform(p.low, p.high)
+        elif p.type == "loguniform":
+            out[name] = tune.loguniform(p.low, p.high)
+        elif p.type == "int":
+            out[name] = tune.randint(int(p.low), int(p.high) + 1)  # randint's upper bound is exclusive
+        else:
+            out[name] = tune.choice(list(p.values or []))
+    return out
+
+
+def make_searcher(spec: SweepSpec) -> Any:
+    """OptunaSearch with the spec's sampler, limited to ``max_concurrent`` trials at once."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    if spec.search == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=spec.seed)
+    elif spec.search == "random":
+        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
+    else:
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ConfigError('Got "cmaes" for sweep.search; it needs the cmaes package (pip install cmaes)') from None
+        sampler = optuna.samplers.CmaEsSampler(seed=spec.seed)
+    searcher = OptunaSearch(metric=spec.metric, mode=spec.mode, sampler=sampler)
+    return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
+
+
+def make_scheduler(spec: SweepSpec) -> Any:
+    """ASHA (prunes on ``training_iteration``) or FIFO."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler == "fifo":
+        return FIFOScheduler()
+    # max_t + 1: ASHA stops a trial when it reaches max_t, which would cut it off before the job's
+    # save_model() after its final report. Pruning happens at the rungs below max_t as usual.
+    return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_t + 1, grace_period=spec.grace_period)

@@ -1,0 +1,1 @@
+"""Conformance suites that every implementation of an extension point runs."""

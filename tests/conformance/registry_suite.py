@@ -1,0 +1,283 @@
+"""Behaviour every :class:`~streamtune.registry.Registry` implementation must have.
+
+Subclass :class:`RegistryConformance` in a ``test_*.py`` module and provide a ``registry`` fixture that
+yields a fresh, empty registry::
+
+    class TestMyRegistry(RegistryConformance):
+        @pytest.fixture
+        def registry(self, tmp_path):
+            with MyRegistry(...) as reg:
+                yield reg
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from streamtune.errors import RegistryError
+from streamtune.registry import Registry, RunRecord, RunStatus, run_id_for
+
+
+def make_run(dataset: str = "clicks", first: int = 0, last: int = 9, **kw: object) -> RunRecord:
+    """A run for ``dataset`` covering offsets ``[first, last]`` of partition 0 of topic ``data``."""
+    offsets = {"data:0": [first, last]}
+    fields: dict[str, object] = {
+        "run_id": run_id_for(dataset, offsets),
+        "spec_name": "ctr",
+        "dataset": dataset,
+        "offsets": offsets,
+        "event_ids": [f"e{i}" for i in range(first, last + 1)],
+        "num_rows": 10 * (last - first + 1),
+        "uris": [f"file:///data/{dataset}/{first}.parquet"],
+        "reason": "min_rows",
+    }
+    fields.update(kw)
+    return RunRecord.model_validate(fields)
+
+
+def register(reg: Registry, name: str = "ctr", run_id: str = "r-1", **kw: object):
+    args = {
+        "artifact_uri": f"file:///art/{name}/{run_id}",
+        "params": {"lr": 0.1},
+        "metrics": {"auc": 0.9},
+        "lineage": {"run_id": run_id},
+    }
+    args.update(kw)
+    return reg.register_model(name, run_id, **args)
+
+
+class RegistryConformance:
+    """The registry contract. Subclasses provide a ``registry`` fixture."""
+
+    # -- specs -------------------------------------------------------------------------------------
+
+    def test_spec_roundtrip_and_upsert(self, registry: Registry) -> None:
+        assert registry.get_spec("ctr") is None
+        registry.put_spec("ctr", {"name": "ctr", "trigger": {"min_rows": 100}})
+        registry.put_spec("ctr", {"name": "ctr", "trigger": {"min_rows": 200}})
+        assert registry.get_spec("ctr") == {"name": "ctr", "trigger": {"min_rows": 200}}
+
+    def test_list_specs_is_ordered_by_name(self, registry: Registry) -> None:
+        for name in ("zeta", "alpha", "mid"):
+            registry.put_spec(name, {"name": name})
+        assert [s["name"] for s in registry.list_specs()] == ["alpha", "mid", "zeta"]
+
+    # -- commit_window -----------------------------------------------------------------------------
+
+    def test_commit_window_stores_offsets_windows_and_runs(self, registry: Registry) -> None:
+        run = make_run()
+        inserted = registry.commit_window(
+            "g1", {("data", 0): 10, ("data", 1): 4}, {"ctr/clicks": {"rows": 3, "events": ["e10"]}}, [run]
+        )
+        assert inserted == [run.run_id]
+        assert registry.load_offsets("g1") == {("data", 0): 10, ("data", 1): 4}
+        assert registry.load_windows() == {"ctr/clicks": {"rows": 3, "events": ["e10"]}}
+        assert registry.get_run(run.run_id) == run
+
+    def test_commit_window_replay_is_idempotent(self, registry: Registry) -> None:
+        run = make_run()
+        assert registry.commit_window("g", {("data", 0): 10}, {}, [run]) == [run.run_id]
+        registry.update_run(run.run_id, status=RunStatus.RUNNING)
+        # A controller that crashed before acknowledging replays the same window.
+        assert registry.commit_window("g", {("data", 0): 10}, {}, [run]) == []
+        assert registry.get_run(run.run_id).status is RunStatus.RUNNING
+        assert len(registry.list_runs()) == 1
+
+    def test_commit_window_skips_duplicates_within_one_batch(self, registry: Registry) -> None:
+        run, other = make_run(first=0, last=9), make_run(first=10, last=19)
+        assert registry.commit_window("g", {}, {}, [run, run, other]) == [run.run_id, other.run_id]
+        assert {r.run_id for r in registry.list_runs()} == {run.run_id, other.run_id}
+
+    def test_commit_window_upserts_offsets_per_group(self, registry: Registry) -> None:
+        registry.commit_window("g1", {("data", 0): 10, ("data", 1): 5}, {}, [])
+        registry.commit_window("g1", {("data", 0): 20}, {}, [])
+        registry.commit_window("g2", {("data", 0): 3}, {}, [])
+        assert registry.load_offsets("g1") == {("data", 0): 20, ("data", 1): 5}
+        assert registry.load_offsets("g2") == {("data", 0): 3}
+        assert registry.load_offsets("nobody") == {}
+
+    def test_commit_window_replaces_and_deletes_window_state(self, registry: Registry) -> None:
+        registry.commit_window("g", {}, {"a": {"rows": 1}, "b": {"rows": 2}, "c": {"rows": 3}}, [])
+        registry.commit_window("g", {}, {"a": {"rows": 5}, "b": {}, "c": None}, [])
+        assert registry.load_windows() == {"a": {"rows": 5}}
+
+    def test_commit_window_with_colliding_run_id_stores_nothing(self, registry: Registry) -> None:
+        run = make_run()
+        registry.commit_window("g", {("data", 0): 10}, {"w": {"rows": 1}}, [run])
+        impostor = make_run(dataset="other", run_id=run.run_id)
+        fresh = make_run(first=10, last=19)
+        with pytest.raises(RegistryError, match=run.run_id):
+            registry.commit_window("g", {("data", 0): 20}, {"w": {"rows": 2}}, [fresh, impostor])
+        assert registry.load_offsets("g") == {("data", 0): 10}
+        assert registry.load_windows() == {"w": {"rows": 1}}
+        assert registry.get_run(fresh.run_id) is None
+        assert registry.get_run(run.run_id).dataset == "clicks"
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def test_get_run_roundtrips_every_field(self, registry: Registry) -> None:
+        run = make_run(
+            status=RunStatus.SUCCEEDED,
+            sweep={"best": {"params": {"lr": 0.1}, "auc": 0.93}},
+            gate={"passed": True, "reasons": []},
+            model_version=3,
+            error=None,
+            timings={"sweep": 12.5},
+        )
+        registry.commit_window("g", {}, {}, [run])
+        assert registry.get_run(run.run_id) == run
+        assert registry.get_run("r-does-not-exist") is None
+
+    def test_list_runs_newest_first_with_filters(self, registry: Registry) -> None:
+        now = time.time()
+        runs = [
+            make_run(first=0, last=9, created_at=now - 30, spec_name="a"),
+            make_run(first=10, last=19, created_at=now - 20, spec_name="b", status="running"),
+            make_run(first=20, last=29, created_at=now - 10, spec_name="a", status="failed"),
+        ]
+        registry.commit_window("g", {}, {}, runs)
+        ids = [r.run_id for r in runs]
+        assert [r.run_id for r in registry.list_runs()] == ids[::-1]
+        assert [r.run_id for r in registry.list_runs(spec_name="a")] == [ids[2], ids[0]]
+        assert [r.run_id for r in registry.list_runs(status=RunStatus.RUNNING)] == [ids[1]]
+        assert [r.run_id for r in registry.list_runs(status="failed")] == [ids[2]]
+        assert [r.run_id for r in registry.list_runs(status=["pending", RunStatus.FAILED])] == [
+            ids[2],
+            ids[0],
+        ]
+        assert [r.run_id for r in registry.list_runs(spec_name="a", status="pending")] == [ids[0]]
+        assert [r.run_id for r in registry.list_runs(limit=2)] == [ids[2], ids[1]]
+        assert registry.list_runs(spec_name="none") == []
+
+    def test_list_runs_rejects_bad_status_and_limit(self, registry: Registry) -> None:
+        with pytest.raises(RegistryError, match="bogus"):
+            registry.list_runs(status="bogus")
+        with pytest.raises(RegistryError, match="limit"):
+            registry.list_runs(limit=0)
+
+    def test_update_run_changes_fields_and_updated_at(self, registry: Registry) -> None:
+        run = make_run(created_at=time.time() - 60, updated_at=time.time() - 60)
+        registry.commit_window("g", {}, {}, [run])
+        updated = registry.update_run(
+            run.run_id,
+            status="succeeded",
+            sweep={"best_trial": "t3"},
+            timings={"sweep": 4.0},
+            model_version=2,
+        )
+        assert updated.status is RunStatus.SUCCEEDED
+        assert updated.updated_at > run.updated_at
+        assert updated.created_at == run.created_at
+        stored = registry.get_run(run.run_id)
+        assert stored == updated
+        assert (stored.sweep, stored.timings, stored.model_version) == (
+            {"best_trial": "t3"},
+            {"sweep": 4.0},
+            2,
+        )
+        assert stored.event_ids == run.event_ids
+
+    def test_update_run_errors(self, registry: Registry) -> None:
+        run = make_run()
+        registry.commit_window("g", {}, {}, [run])
+        with pytest.raises(RegistryError, match="r-missing"):
+            registry.update_run("r-missing", status="running")
+        with pytest.raises(RegistryError, match="colour"):
+            registry.update_run(run.run_id, colour="blue")
+        with pytest.raises(RegistryError, match="offsets"):
+            registry.update_run(run.run_id, offsets={"data:0": [0, 99]})
+        with pytest.raises(RegistryError, match="status"):
+            registry.update_run(run.run_id, status="exploded")
+        assert registry.get_run(run.run_id) == run
+
+    # -- models ------------------------------------------------------------------------------------
+
+    def test_register_model_numbers_versions_per_name(self, registry: Registry) -> None:
+        assert [register(registry, "ctr", f"r-{i}").version for i in range(3)] == [1, 2, 3]
+        assert register(registry, "churn", "r-0").version == 1
+        mv = registry.get_model("ctr", 2)
+        assert (mv.name, mv.version, mv.run_id, mv.artifact_uri) == ("ctr", 2, "r-1", "file:///art/ctr/r-1")
+        assert (mv.params, mv.metrics, mv.lineage) == ({"lr": 0.1}, {"auc": 0.9}, {"run_id": "r-1"})
+        assert registry.get_model("ctr", 9) is None
+        assert registry.get_model("nope", 1) is None
+
+    def test_register_model_is_idempotent_per_run(self, registry: Registry) -> None:
+        first = register(registry, "ctr", "r-a")
+        again = register(registry, "ctr", "r-a", metrics={"auc": 0.1})
+        assert again == first
+        assert [m.version for m in registry.list_models("ctr")] == [1]
+
+    def test_register_model_keeps_nested_json(self, registry: Registry) -> None:
+        lineage = {"event_ids": ["e1", "e2"], "offsets": {"data:0": [0, 9]}, "snapshot": "sha256:ab"}
+        mv = register(registry, lineage=lineage, params={"layers": [64, 32], "opt": {"name": "adam"}})
+        stored = registry.get_model("ctr", mv.version)
+        assert stored.lineage == lineage
+        assert stored.params == {"layers": [64, 32], "opt": {"name": "adam"}}
+
+    def test_list_models_ordering_and_filter(self, registry: Registry) -> None:
+        register(registry, "b", "r-1")
+        register(registry, "a", "r-1")
+        register(registry, "b", "r-2")
+        assert [(m.name, m.version) for m in registry.list_models()] == [("a", 1), ("b", 1), ("b", 2)]
+        assert [(m.name, m.version) for m in registry.list_models("b")] == [("b", 1), ("b", 2)]
+        assert registry.list_models("zzz") == []
+
+    # -- aliases -----------------------------------------------------------------------------------
+
+    def test_set_alias_records_previous_and_history(self, registry: Registry) -> None:
+        for i in range(3):
+            register(registry, "ctr", f"r-{i}")
+        assert registry.get_alias("ctr", "champion") is None
+        first = registry.set_alias("ctr", "champion", 1, reason="first")
+        second = registry.set_alias("ctr", "champion", 2, reason="gate passed")
+        registry.set_alias("ctr", "challenger", 3)
+        assert (first.version, first.previous) == (1, None)
+        assert (second.version, second.previous, second.reason) == (2, 1, "gate passed")
+        assert registry.get_alias("ctr", "champion").version == 2
+        assert registry.get_alias("ctr", "challenger").run_id == "r-2"
+        history = registry.alias_history("ctr", "champion")
+        assert [(e.version, e.previous, e.reason) for e in history] == [
+            (1, None, "first"),
+            (2, 1, "gate passed"),
+        ]
+        assert [e.alias for e in registry.alias_history("ctr")] == ["champion", "champion", "challenger"]
+        assert registry.alias_history("other") == []
+
+    def test_rollback_is_an_alias_move_back(self, registry: Registry) -> None:
+        register(registry, "ctr", "r-1")
+        register(registry, "ctr", "r-2")
+        registry.set_alias("ctr", "champion", 1)
+        registry.set_alias("ctr", "champion", 2)
+        event = registry.set_alias("ctr", "champion", 1, reason="rollback: p99")
+        assert (event.version, event.previous) == (1, 2)
+        assert registry.get_alias("ctr", "champion").version == 1
+
+    def test_set_alias_to_unknown_version_fails_and_changes_nothing(self, registry: Registry) -> None:
+        register(registry, "ctr", "r-1")
+        registry.set_alias("ctr", "champion", 1)
+        with pytest.raises(RegistryError, match="version 7"):
+            registry.set_alias("ctr", "champion", 7)
+        with pytest.raises(RegistryError, match="ghost"):
+            registry.set_alias("ghost", "champion", 1)
+        assert registry.get_alias("ctr", "champion").version == 1
+        assert len(registry.alias_history("ctr")) == 1
+
+    def test_remove_alias(self, registry: Registry) -> None:
+        register(registry, "ctr", "r-1")
+        assert registry.remove_alias("ctr", "champion") is None
+        registry.set_alias("ctr", "champion", 1)
+        event = registry.remove_alias("ctr", "champion", reason="retired")
+        assert (event.version, event.previous, event.reason) == (None, 1, "retired")
+        assert registry.get_alias("ctr", "champion") is None
+        assert [e.version for e in registry.alias_history("ctr", "champion")] == [1, None]
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def test_closed_registry_raises(self, registry: Registry) -> None:
+        with registry as reg:
+            reg.put_spec("x", {})
+        with pytest.raises(RegistryError, match="closed"):
+            registry.get_spec("x")
+        registry.close()  # closing twice is fine

@@ -1,0 +1,260 @@
+"""SqlRegistry: the registry conformance suite, plus what only a SQLite file can show."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from conformance.registry_suite import RegistryConformance, make_run, register
+from streamtune.errors import RegistryError
+from streamtune.registry import (
+    Registry,
+    RunRecord,
+    RunStatus,
+    SqlRegistry,
+    open_registry,
+    run_id_for,
+    verify_manifest,
+    write_manifest,
+)
+from streamtune.registry.sql import SCHEMA_VERSION, parse_sqlite_url
+
+
+def url_for(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class TestSqlRegistryConformance(RegistryConformance):
+    @pytest.fixture
+    def registry(self, tmp_path: Path):
+        with SqlRegistry(url_for(tmp_path / "registry.db")) as reg:
+            yield reg
+
+
+class TestInMemorySqlRegistryConformance(RegistryConformance):
+    @pytest.fixture
+    def registry(self):
+        with open_registry("sqlite:///:memory:") as reg:
+            yield reg
+
+
+# -- records -----------------------------------------------------------------------------------------
+
+
+def test_run_id_is_deterministic_and_order_independent() -> None:
+    a = run_id_for("clicks", {"d:0": [0, 9], "d:1": [5, 7]})
+    assert a == run_id_for("clicks", {"d:1": [5, 7], "d:0": [0, 9]})
+    assert a.startswith("r-") and len(a) == 18 and all(c in "0123456789abcdef" for c in a[2:])
+    assert a != run_id_for("clicks", {"d:0": [0, 10], "d:1": [5, 7]})
+    assert a != run_id_for("views", {"d:0": [0, 9], "d:1": [5, 7]})
+    assert a != run_id_for("clicks", {"d:0": [0, 9], "d:1": [5, 7]}, spec_name="ctr")
+
+
+@pytest.mark.parametrize("offsets", [{"d0": [0, 1]}, {"d:x": [0, 1]}, {"d:0": [5, 1]}, {"d:0": [1]}])
+def test_run_record_rejects_malformed_offsets(offsets: dict) -> None:
+    with pytest.raises(ValidationError, match="offsets"):
+        RunRecord(run_id="r-1", spec_name="s", dataset="d", offsets=offsets)
+
+
+def test_records_describe_every_field() -> None:
+    from streamtune.registry import AliasEvent, ModelVersion
+
+    for model in (RunRecord, ModelVersion, AliasEvent):
+        assert all(f.description for f in model.model_fields.values()), model.__name__
+
+
+def test_manifest_helpers_are_exported(tmp_path: Path) -> None:
+    (tmp_path / "model.txt").write_text("tree")
+    write_manifest(tmp_path)
+    assert set(verify_manifest(tmp_path)["files"]) == {"model.txt"}
+
+
+# -- URLs --------------------------------------------------------------------------------------------
+
+
+def test_parse_sqlite_url_accepts_absolute_paths() -> None:
+    assert parse_sqlite_url("sqlite:////var/st/r.db") == "/var/st/r.db"
+    assert parse_sqlite_url("sqlite:///:memory:") == ":memory:"
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("sqlite:///relative/r.db", "absolute path"),
+        ("mysql://host/db", "must be sqlite:///"),
+        ("/tmp/registry.db", "must be sqlite:///"),
+        ("sqlite:///", "absolute path"),
+        ("", "must be a URL"),
+    ],
+)
+def test_bad_urls_name_the_value_and_the_rule(url: str, needle: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        open_registry(url)
+    assert f'"{url}"' in info.value.headline
+    assert needle in info.value.headline
+
+
+def test_relative_url_suggests_the_absolute_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RegistryError) as info:
+        open_registry("sqlite:///reg.db")
+    assert info.value.fix == f"use sqlite:///{tmp_path.resolve() / 'reg.db'}"
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_postgres_urls_are_refused_with_a_fix(scheme: str) -> None:
+    with pytest.raises(RegistryError, match="Postgres registries are not supported yet") as info:
+        open_registry(f"{scheme}://user@host/db")
+    assert "sqlite" in info.value.fix
+
+
+# -- the file ----------------------------------------------------------------------------------------
+
+
+def test_creates_parent_folders_wal_and_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "registry.db"
+    SqlRegistry(url_for(path)).close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    SqlRegistry(url_for(path)).close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(RegistryError, match="schema version") as info:
+        SqlRegistry(url_for(path))
+    assert "upgrade streamtune" in info.value.fix
+
+
+def test_unwritable_location_is_a_registry_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RegistryError, match="cannot open registry"):
+        SqlRegistry(url_for(blocker / "registry.db"))
+
+
+def test_two_registries_on_one_file_see_each_others_writes(tmp_path: Path) -> None:
+    url = url_for(tmp_path / "registry.db")
+    with SqlRegistry(url) as controller, SqlRegistry(url) as cli:
+        run = make_run()
+        controller.commit_window("g", {("data", 0): 10}, {"w": {"rows": 4}}, [run])
+        assert cli.get_run(run.run_id) == run
+        assert cli.load_offsets("g") == {("data", 0): 10}
+        assert cli.load_windows() == {"w": {"rows": 4}}
+        register(cli, "ctr", run.run_id)
+        cli.set_alias("ctr", "champion", 1)
+        assert controller.get_alias("ctr", "champion").run_id == run.run_id
+        controller.update_run(run.run_id, status="promoted")
+        assert cli.get_run(run.run_id).status is RunStatus.PROMOTED
+
+
+def test_another_process_sees_committed_windows(tmp_path: Path) -> None:
+    url = url_for(tmp_path / "registry.db")
+    with SqlRegistry(url) as reg:
+        run = make_run()
+        reg.commit_window("g", {("data", 0): 10}, {}, [run])
+        script = textwrap.dedent(f"""
+            from streamtune.registry import open_registry
+            with open_registry({url!r}) as reg:
+                print(reg.get_run({run.run_id!r}).num_rows, reg.load_offsets("g"))
+                reg.commit_window("g", {{("data", 0): 20}}, {{}}, [])
+        """)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "100 {('data', 0): 10}"
+        assert reg.load_offsets("g") == {("data", 0): 20}
+
+
+def test_commit_window_is_atomic_when_the_run_insert_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = url_for(tmp_path / "registry.db")
+    with SqlRegistry(url) as reg:
+        reg.commit_window("g", {("data", 0): 5}, {"w": {"rows": 1}, "old": {"rows": 9}}, [])
+
+        def fail_after_offsets_and_windows(conn: sqlite3.Connection, rows: list) -> list:
+            # Offsets and windows have been written inside the transaction by now.
+            assert conn.execute("SELECT next_offset FROM consumer_offsets").fetchone()[0] == 10
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(reg, "_insert_runs", fail_after_offsets_and_windows)
+        with pytest.raises(RegistryError, match="disk I/O error"):
+            reg.commit_window("g", {("data", 0): 10}, {"w": {"rows": 2}, "old": None}, [make_run()])
+        monkeypatch.undo()
+        assert reg.load_offsets("g") == {("data", 0): 5}
+        assert reg.load_windows() == {"w": {"rows": 1}, "old": {"rows": 9}}
+        assert reg.list_runs() == []
+        # The connection is usable afterwards, and a fresh one sees the same state.
+        assert reg.commit_window("g", {("data", 0): 10}, {}, [make_run()]) == [make_run().run_id]
+    with SqlRegistry(url) as again:
+        assert again.load_offsets("g") == {("data", 0): 10}
+
+
+def test_unserializable_window_state_stores_nothing(tmp_path: Path) -> None:
+    with SqlRegistry(url_for(tmp_path / "registry.db")) as reg:
+        with pytest.raises(RegistryError, match="window w"):
+            reg.commit_window("g", {("data", 0): 10}, {"w": {"bad": object()}}, [make_run()])
+        assert reg.load_offsets("g") == {} and reg.list_runs() == []
+
+
+def test_reopen_after_close_keeps_everything(tmp_path: Path) -> None:
+    url = url_for(tmp_path / "registry.db")
+    run = make_run()
+    with SqlRegistry(url) as reg:
+        reg.put_spec("ctr", {"name": "ctr"})
+        reg.commit_window("g", {("data", 0): 10}, {"w": {"rows": 3}}, [run])
+        reg.update_run(run.run_id, status="succeeded", timings={"sweep": 1.5})
+        register(reg, "ctr", run.run_id)
+        reg.set_alias("ctr", "champion", 1, reason="first")
+    with SqlRegistry(url) as reg:
+        assert reg.get_spec("ctr") == {"name": "ctr"}
+        assert reg.load_offsets("g") == {("data", 0): 10}
+        assert reg.load_windows() == {"w": {"rows": 3}}
+        stored = reg.get_run(run.run_id)
+        assert (stored.status, stored.timings) == (RunStatus.SUCCEEDED, {"sweep": 1.5})
+        assert reg.get_alias("ctr", "champion").run_id == run.run_id
+        assert [e.reason for e in reg.alias_history("ctr")] == ["first"]
+        assert register(reg, "ctr", "r-next").version == 2
+
+
+def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
+    url = url_for(tmp_path / "registry.db")
+    regs = [SqlRegistry(url) for _ in range(2)]
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(reg: Registry, prefix: str) -> None:
+        try:
+            for i in range(15):
+                versions.append(register(reg, "ctr", f"{prefix}-{i}").version)
+        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(reg, f"r{n}")) for n, reg in enumerate(regs)]
+    threads += [threading.Thread(target=worker, args=(regs[0], "shared"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for reg in regs:
+        reg.close()
+    assert errors == []
+    assert sorted(versions) == list(range(1, 46))
+
+
+def test_numpy_values_are_stored_as_plain_json(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    with SqlRegistry(url_for(tmp_path / "registry.db")) as reg:
+        mv = register(reg, params={"lr": np.float64(0.25), "depth": np.int64(6)}, metrics={"p": np.arange(2)})
+        stored = reg.get_model("ctr", mv.version)
+        assert stored.params == {"lr": 0.25, "depth": 6}
+        assert stored.metrics == {"p": [0, 1]}
