@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -192,9 +193,9 @@ def _run_maven(mvn: str, version: str, out_dir: Path) -> None:
                 fix=f"check network access to the Maven repository, {_OR_EXTERNAL}",
             ) from None
     if done.returncode != 0 or not any(out_dir.glob("kafka_*.jar")):
-        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+        output = _tail(done.stdout + done.stderr)
         raise ServiceError(
-            f"Maven could not fetch Kafka {version} (exit {done.returncode}): {tail}",
+            f"Maven could not fetch Kafka {version} (exit {done.returncode}): {output}",
             fix=f"check the version and network access to the Maven repository, {_OR_EXTERNAL}",
         )
 
@@ -333,11 +334,6 @@ class LocalKafka:
         """``host:port`` that clients connect to."""
         return self.settings.kafka_bootstrap or f"127.0.0.1:{self.settings.kafka_port}"
 
-    @property
-    def external(self) -> bool:
-        """True when ``settings.kafka_bootstrap`` points at an existing cluster."""
-        return bool(self.settings.kafka_bootstrap)
-
     def ensure_jars(self) -> Path:
         """Fetch the broker's jars for ``settings.kafka_version`` once; return their folder.
 
@@ -363,7 +359,7 @@ class LocalKafka:
             >>> LocalKafka(Settings(home="/tmp/st")).start()  # doctest: +SKIP
             '127.0.0.1:19092'
         """
-        if self.external:
+        if self.settings.kafka_bootstrap:
             if not _answers(self.bootstrap, timeout_s=min(timeout, 30)):
                 raise ServiceError(
                     f"Kafka at {self.bootstrap} (STREAMTUNE_KAFKA_BOOTSTRAP) did not answer",
@@ -392,15 +388,15 @@ class LocalKafka:
         Example:
             >>> LocalKafka(Settings(home="/tmp/st")).stop()  # doctest: +SKIP
         """
-        if self.external:
+        if self.settings.kafka_bootstrap:
             return
         pid = self._read_pid()
         if pid is not None and _is_broker_process(pid):
             log.info("Stopping the local Kafka broker (pid %d)", pid)
-            self._signal(pid, signal.SIGTERM)
+            _kill(pid, signal.SIGTERM)
             if not self._wait_exit(pid, timeout):
                 log.warning("Kafka broker (pid %d) ignored SIGTERM for %.0fs; killing it", pid, timeout)
-                self._signal(pid, signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
                 self._wait_exit(pid, 10)
         if self._proc is not None:
             self._proc.poll()  # reap our child even if it had already exited on its own
@@ -415,7 +411,7 @@ class LocalKafka:
             >>> LocalKafka(Settings(home="/tmp/st-none")).is_running()
             False
         """
-        if self.external:
+        if self.settings.kafka_bootstrap:
             return _answers(self.bootstrap)
         pid = self._read_pid()
         return pid is not None and _is_broker_process(pid)
@@ -463,9 +459,8 @@ class LocalKafka:
         except subprocess.TimeoutExpired:
             raise ServiceError("Formatting the local Kafka storage took over 120s") from None
         if done.returncode != 0:
-            tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-5:])
             raise ServiceError(
-                f"Could not format the local Kafka storage in {data}: {tail}",
+                f"Could not format the local Kafka storage in {data}: {_tail(done.stdout + done.stderr)}",
                 fix=f"remove {self.dir} and start again",
             )
 
@@ -513,29 +508,24 @@ class LocalKafka:
         return _is_broker_process(pid)
 
     def _wait_exit(self, pid: int, timeout: float) -> bool:
-        if self._proc is not None and self._proc.pid == pid:
-            try:
-                self._proc.wait(timeout)  # also reaps the child, so no zombie is left
-                return True
-            except subprocess.TimeoutExpired:
-                return False
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not _is_broker_process(pid):
-                return True
+        while self._alive(pid):  # for our own child, poll() also reaps it, so no zombie is left
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.2)
-        return False
+        return True
 
-    @staticmethod
-    def _signal(pid: int, sig: signal.Signals) -> None:
+    def _log_tail(self) -> str:
         try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def _log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").strip().splitlines()
+            return _tail(self.log_file.read_text(errors="replace"))
         except OSError:
             return "(no log)"
-        return " | ".join(line.strip() for line in text[-lines:])
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])

@@ -90,7 +90,8 @@ class LocalRay:
         from ray import serve
 
         serve.start(http_options={"host": "127.0.0.1", "port": self.settings.serve_port})
-        _wait_http(f"http://127.0.0.1:{self.settings.serve_port}/-/healthz", 60)
+        # /-/healthz answers 503 until an app is deployed; any HTTP answer means the proxy is listening.
+        _wait_http(f"http://127.0.0.1:{self.settings.serve_port}/-/routes", 60)
 
     def stop(self) -> None:
         """Shut down what :meth:`start` started (Serve apps end with the cluster)."""
@@ -115,8 +116,8 @@ def _wait_http(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
+            requests.get(url, timeout=2)
+            return
         except requests.RequestException:
             pass
         time.sleep(0.25)

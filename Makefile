@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:  make demo   and   make test
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: setup demo test test-unit lint bench kafka-jars clean
+
+setup: $(VENV)/.installed kafka-jars
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+kafka-jars:
+	bash deploy/kafka/fetch.sh
+
+demo: setup
+	$(VENV)/bin/streamtune demo
+
+test: setup
+	$(PY) -m pytest -q -rs
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check platform jobs tests benchmarks
+
+clean:
+	rm -rf .streamtune .pytest_cache

@@ -1,0 +1,73 @@
+"""The sweep as a real Ray Job: Optuna TPE proposes, ASHA prunes, the winner is scored on the holdout."""
+
+import json
+import pathlib
+import time
+
+import pytest
+
+from streamtune.config import load_jobspec
+from streamtune.dev.synthetic import write_batch
+from streamtune.registry.manifest import verify_manifest
+from streamtune.sweeps import ChampionRef, RayJobRunner, SweepRequest, SweepResult
+
+pytestmark = pytest.mark.integration
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _wait(runner, run_id, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = runner.status(run_id)
+        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"job {run_id} still {status} after {timeout}s:\n{runner.logs_tail(run_id)}")
+
+
+def _submit(runner, tmp, run_id, spec, uris, champion=None):
+    out = tmp / run_id
+    out.mkdir(parents=True)
+    req = SweepRequest(run_id=run_id, spec=spec.model_dump(mode="json"), uris=uris, out_dir=str(out),
+                       champion=champion)
+    (out / "request.json").write_text(req.model_dump_json())
+    assert runner.submit(run_id, out / "request.json", spec.code_dir()) is True
+    return out
+
+
+def test_sweep_runs_as_an_idempotent_ray_job_and_scores_champion_on_same_holdout(ray_services, tmp_path):
+    spec = load_jobspec(ROOT / "configs" / "demo.yaml")
+    runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
+    uris = write_batch(tmp_path / "b1", 2, 800, drift=0.0, seed=3)
+    run_id = f"r-test{int(time.time() * 1000) % 10**9}"
+    out = _submit(runner, tmp_path, run_id, spec, uris)
+    assert runner.submit(run_id, out / "request.json", spec.code_dir()) is False  # same id: a no-op
+    assert _wait(runner, run_id) == "SUCCEEDED", runner.logs_tail(run_id)
+    result = SweepResult.model_validate_json((out / "result.json").read_text())
+    assert len(result.trials) == spec.sweep.num_samples
+    assert {t.trial_id for t in result.trials} == {t.trial_id for t in result.trials if t.params}
+    pruned = [t for t in result.trials if t.iterations < spec.sweep.max_t]
+    assert pruned, "ASHA pruned no trial"
+    assert result.best.iterations == spec.sweep.max_t
+    verify_manifest(result.best.artifact_uri)
+    assert result.holdout.challenger is not None and result.holdout.challenger < 5.0
+    assert result.holdout.rows == round(1600 * spec.validation.holdout_fraction)
+    assert set(result.best.params) == set(spec.sweep.space)
+
+    # second sweep on drifted data, with the first winner as champion: both scored on the new holdout
+    uris2 = write_batch(tmp_path / "b2", 2, 800, drift=1.0, seed=4)
+    champ = ChampionRef(version=1, artifact_uri=result.best.artifact_uri)
+    out2 = _submit(runner, tmp_path, run_id + "b", spec, uris2, champion=champ)
+    assert _wait(runner, run_id + "b") == "SUCCEEDED", runner.logs_tail(run_id + "b")
+    result2 = json.loads((out2 / "result.json").read_text())
+    hold = result2["holdout"]
+    assert hold["champion_version"] == 1 and hold["champion"] > hold["challenger"], hold
+
+
+def test_a_failing_sweep_is_reported_failed(ray_services, tmp_path):
+    spec = load_jobspec(ROOT / "configs" / "demo.yaml")
+    runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
+    run_id = f"r-bad{int(time.time() * 1000) % 10**9}"
+    _submit(runner, tmp_path, run_id, spec, [str(tmp_path / "missing.parquet")])
+    assert _wait(runner, run_id) == "FAILED"
+    assert "DataError" in runner.logs_tail(run_id, 40)

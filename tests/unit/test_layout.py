@@ -1,0 +1,46 @@
+"""The source root and the public surface."""
+
+import importlib
+import pathlib
+
+import streamtune
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_import_platform_is_the_stdlib_module():
+    import platform
+
+    assert platform.python_version().count(".") == 2
+    assert "site-packages" not in platform.__file__ or "python3" in platform.__file__
+    assert not (ROOT / "platform" / "__init__.py").exists()
+    assert pathlib.Path(platform.__file__).parent != ROOT / "platform"
+
+
+def test_public_all_names_exist_and_are_sorted_sensibly():
+    assert len(streamtune.__all__) == len(set(streamtune.__all__))
+    for name in streamtune.__all__:
+        assert hasattr(streamtune, name), name
+
+
+def test_every_stage_is_a_subpackage():
+    for stage in ("events", "triggers", "data", "sweeps", "validation", "registry", "serving", "controller",
+                  "sdk", "cli", "config", "dev"):
+        assert (ROOT / "platform" / "streamtune" / stage / "__init__.py").is_file(), stage
+
+
+def test_errors_share_one_root_with_a_headline():
+    from streamtune import errors
+
+    for name in ("ConfigError", "EventError", "SweepError", "GateRejected", "RegistryError", "SwapError"):
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.StreamtuneError)
+        err = cls("bad thing", fix="do this")
+        assert err.headline == "bad thing" and "do this" in str(err)
+
+
+def test_job_template_is_importable_as_a_job():
+    from streamtune.job import Job, load_job_class
+
+    assert issubclass(load_job_class("jobs.tabular_gbdt:Job"), Job)
+    importlib.import_module("jobs.tabular_gbdt")
