@@ -113,7 +113,9 @@ def test_job_code_is_not_on_the_drivers_path() -> None:
 
 
 def test_before_any_swap_answers_503_and_names_bad_bodies(service: ModelService) -> None:
-    assert service.deploy() is None  # idempotent: a second call leaves the replicas alone
+    replicas = service.status()["live_replicas"]
+    service.deploy()  # idempotent: a second call leaves the replicas alone
+    assert service.status()["live_replicas"] == replicas and len(replicas) == 2
     response = requests.post(service.url, json={"rows": ROWS}, timeout=10)
     assert response.status_code == 503
     assert "no model loaded" in response.json()["error"]
@@ -145,7 +147,9 @@ def test_hot_swap_under_load_drops_nothing(service: ModelService, artifacts: Pat
         time.sleep(1.0)
     show("swap v1->v2 under load", report, load)
     assert load.failures() == []
-    assert load.versions(ended_before=swap_started) == Counter({1: load.versions(ended_before=swap_started)[1]})
+    assert load.versions(ended_before=swap_started) == Counter(
+        {1: load.versions(ended_before=swap_started)[1]}
+    )
     # v1 kept answering while v2 loaded (the load alone takes 1.5 s).
     assert load.versions(started_after=swap_started + 0.3, ended_before=swap_started + 1.3)[1] > 0
     after = load.versions(started_after=swap_done)
@@ -169,7 +173,9 @@ def test_rollback_flips_back_without_loading(service: ModelService) -> None:
     assert report.flip_s < 0.5
 
 
-def test_tampered_artifact_is_refused_and_current_keeps_serving(service: ModelService, artifacts: Path) -> None:
+def test_tampered_artifact_is_refused_and_current_keeps_serving(
+    service: ModelService, artifacts: Path
+) -> None:
     folder = Path(make_artifact(artifacts, "v3", 3.0))
     (folder / "value.json").write_text("666")
     with pytest.raises(SwapError, match="does not match its manifest"):
@@ -223,3 +229,19 @@ def test_canary_with_good_candidate_promotes(service: ModelService, artifacts: P
     for replica in status["replicas"].values():
         if replica["live"]:
             assert replica["active"] == 6 and {1, 6} <= set(replica["loaded"])
+
+
+def test_scaling_up_warm_starts_new_replicas_on_the_active_version(
+    service: ModelService, ray_services: Any
+) -> None:
+    spec = ServeSpec(app=APP, replicas=3, num_cpus=0.25)
+    bigger = ModelService(APP, spec, ENTRYPOINT, CODE_DIR, http_port=ray_services.serve_port)
+    with Load(service.url) as load:
+        bigger.deploy()
+        time.sleep(0.5)
+    print(f"\n[scale 2->3 under load] requests={len(load.records)} failures={len(load.failures())}")
+    assert load.failures() == []
+    assert set(load.versions()) == {6}
+    status = bigger.status()
+    assert len(status["live_replicas"]) == 3
+    assert all(status["replicas"][r]["active"] == 6 for r in status["live_replicas"])

@@ -124,7 +124,11 @@ class VersionBoard:
         return self.view()
 
     async def watch(
-        self, replica_id: str, epoch: int, counters: dict[Version, list[int]] | None = None, timeout_s: float = 1.0
+        self,
+        replica_id: str,
+        epoch: int,
+        counters: dict[Version, list[int]] | None = None,
+        timeout_s: float = 1.0,
     ) -> dict[str, Any]:
         """Long-poll: return the view once the epoch differs from ``epoch``, or after ``timeout_s``.
 
@@ -148,7 +152,7 @@ class VersionBoard:
         await self._progress()
 
     async def report(self, replica_id: str, state: dict[str, Any]) -> None:
-        """Take a replica's state: applied epoch, active version, loaded/loading versions, failures, counters."""
+        """Take a replica's state: applied epoch, active, loaded and loading versions, failures, counters."""
         replica = self._touch(replica_id)
         replica.applied_epoch = state.get("applied_epoch", replica.applied_epoch)
         replica.active = state.get("active", replica.active)
@@ -160,9 +164,7 @@ class VersionBoard:
 
     # ----- service side -------------------------------------------------------------------------------
 
-    async def set_target(
-        self, version: Version, uri: str, auto_flip: bool = True, kind: str = "swap"
-    ) -> int:
+    async def set_target(self, version: Version, uri: str, auto_flip: bool = True, kind: str = "swap") -> int:
         """Ask every replica to load ``version`` from ``uri``; return the swap's generation number.
 
         With ``auto_flip`` the board flips to it once every live replica has it loaded; otherwise it
@@ -173,10 +175,20 @@ class VersionBoard:
         self.target = {"version": version, "uri": uri}
         self.canary_percent = 0.0
         self.records[self.generation] = {
-            "generation": self.generation, "kind": kind, "version": version, "uri": uri,
-            "previous": self.active["version"] if self.active else None, "auto_flip": auto_flip,
-            "started": time.monotonic(), "loaded_at": None, "flipped_at": None, "flip_epoch": None,
-            "acked_at": None, "failure": None, "aborted": None, "replicas": 0,
+            "generation": self.generation,
+            "kind": kind,
+            "version": version,
+            "uri": uri,
+            "previous": self.active["version"] if self.active else None,
+            "auto_flip": auto_flip,
+            "started": time.monotonic(),
+            "loaded_at": None,
+            "flipped_at": None,
+            "flip_epoch": None,
+            "acked_at": None,
+            "failure": None,
+            "aborted": None,
+            "replicas": 0,
         }
         self._forget_old_records()
         await self._bump()

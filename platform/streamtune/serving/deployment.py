@@ -76,6 +76,7 @@ class ModelServer:
         self._canary_percent = 0.0
         self._view: dict[str, Any] = {"epoch": -1, "generation": -1}
         self._applied_epoch = -1
+        self._unreported = False
         self._counters: dict[Version, list[int]] = {}
         self._lock = asyncio.Lock()
         self._board = ray.get_actor(board, namespace=NAMESPACE)
@@ -103,7 +104,8 @@ class ModelServer:
         model = self._pick()
         if model is None:
             return _error(
-                503, f"app {self._app} has no model loaded yet on replica {self._replica_id}; "
+                503,
+                f"app {self._app} has no model loaded yet on replica {self._replica_id}; "
                 "swap a version in first (ModelService.swap)",
             )
         counter = self._counters.setdefault(model.version, [0, 0])
@@ -111,10 +113,14 @@ class ModelServer:
         try:
             predictions = _jsonable(await asyncio.to_thread(model.predictor.predict, table))
             if len(predictions) != table.num_rows:
-                raise ValueError(f"predictor returned {len(predictions)} predictions for {table.num_rows} rows")
+                raise ValueError(
+                    f"predictor returned {len(predictions)} predictions for {table.num_rows} rows"
+                )
         except Exception as exc:
             counter[1] += 1
-            return _error(500, f"model version {model.version} failed: {type(exc).__name__}: {exc}", model.version)
+            return _error(
+                500, f"model version {model.version} failed: {type(exc).__name__}: {exc}", model.version
+            )
         headers = {VERSION_HEADER: str(model.version)}
         return JSONResponse({"version": model.version, "predictions": predictions}, headers=headers)
 
@@ -146,7 +152,7 @@ class ModelServer:
                 view = await self._board.watch.remote(
                     self._replica_id, self._view["epoch"], self._counter_copy(), self._poll_timeout_s
                 )
-                if view["epoch"] != self._view["epoch"]:
+                if view["epoch"] != self._view["epoch"] or self._unreported:
                     await self._apply(view)
             except asyncio.CancelledError:
                 raise
@@ -168,9 +174,13 @@ class ModelServer:
             for version in [v for v, m in self._models.items() if wanted.get(v) != m.uri]:
                 if self._models[version] is not self._active:
                     del self._models[version]
+            for version in [v for v in self._failures if v not in wanted]:
+                del self._failures[version]
             self._point(view)
             # Reporting under the lock keeps the board from seeing an older state after a newer one.
+            self._unreported = True
             await self._board.report.remote(self._replica_id, self._state())
+            self._unreported = False
 
     def _point(self, view: dict[str, Any]) -> None:
         active, target = view["active"], view["target"]
@@ -202,11 +212,15 @@ class ModelServer:
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             self._failures[version] = {"uri": uri, "generation": generation, "reason": reason}
-            log.warning("replica %s could not load version %s from %s: %s", self._replica_id, version, uri, reason)
+            log.warning(
+                "replica %s could not load version %s from %s: %s", self._replica_id, version, uri, reason
+            )
         else:
             self._models[version] = _Model(version, uri, predictor)
             self._failures.pop(version, None)
-            log.info("replica %s loaded version %s in %.2fs", self._replica_id, version, time.monotonic() - started)
+            log.info(
+                "replica %s loaded version %s in %.2fs", self._replica_id, version, time.monotonic() - started
+            )
         finally:
             self._loading.pop(version, None)
         try:
@@ -225,7 +239,9 @@ class ModelServer:
             "active": self._active.version if self._active else None,
             "loaded": {v: m.uri for v, m in self._models.items()},
             "loading": list(self._loading),
-            "failures": {v: {"generation": f["generation"], "reason": f["reason"]} for v, f in self._failures.items()},
+            "failures": {
+                v: {"generation": f["generation"], "reason": f["reason"]} for v, f in self._failures.items()
+            },
             "counters": self._counter_copy(),
         }
 
@@ -247,7 +263,7 @@ def _parse_rows(body: bytes) -> pa.Table:
     try:
         payload = json.loads(body or b"null")
     except ValueError as exc:
-        raise ValueError(f"body is not valid JSON ({exc}); send {{\"rows\": [{{...}}, ...]}}") from None
+        raise ValueError(f'body is not valid JSON ({exc}); send {{"rows": [{{...}}, ...]}}') from None
     if not isinstance(payload, dict) or "rows" not in payload:
         raise ValueError(f'body must be a JSON object with a "rows" list; got {type(payload).__name__}')
     rows = payload["rows"]
@@ -255,7 +271,9 @@ def _parse_rows(body: bytes) -> pa.Table:
         raise ValueError('"rows" must be a non-empty list of objects')
     bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
     if bad is not None:
-        raise ValueError(f'"rows"[{bad}] must be an object of column -> value; got {type(rows[bad]).__name__}')
+        raise ValueError(
+            f'"rows"[{bad}] must be an object of column -> value; got {type(rows[bad]).__name__}'
+        )
     try:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowException, TypeError, ValueError) as exc:
@@ -284,7 +302,9 @@ def localize(uri: str) -> Path:
         return Path(urllib.parse.unquote(parsed.path))
     import pyarrow.fs as pafs
 
-    cache = Path(tempfile.gettempdir()) / "streamtune-artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:24]
+    cache = (
+        Path(tempfile.gettempdir()) / "streamtune-artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:24]
+    )
     if not (cache / MANIFEST).is_file():
         partial = cache.with_name(f"{cache.name}.{os.getpid()}.part")
         partial.mkdir(parents=True, exist_ok=True)

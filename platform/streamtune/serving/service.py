@@ -43,12 +43,17 @@ class SwapReport(BaseModel):
     version: int | str = Field(description="The version now serving (or that was refused, on a SwapError).")
     previous: int | str | None = Field(description="The version that served before.")
     load_s: float = Field(description="Seconds from the request until every live replica had it loaded.")
-    flip_s: float = Field(description="Seconds from the flip (right after all-loaded, or after the canary) "
-                          "until every live replica acknowledged it.")
+    flip_s: float = Field(
+        description="Seconds from the flip (right after all-loaded, or after the canary) "
+        "until every live replica acknowledged it."
+    )
     total_s: float = Field(description="Wall-clock seconds of the whole call.")
     replicas: int = Field(description="Live replicas that took part.")
-    canary: dict[str, Any] | None = Field(None, description="Canary numbers: percent, observe_s, requests, "
-                                          "errors, error_rate, max_error_rate; None without a canary.")
+    canary: dict[str, Any] | None = Field(
+        None,
+        description="Canary numbers: percent, observe_s, requests, "
+        "errors, error_rate, max_error_rate; None without a canary.",
+    )
     rolled_back: bool = Field(False, description="True for a rollback, or a canary that was rolled back.")
 
 
@@ -114,15 +119,12 @@ class ModelService:
         """
         _require_ray()
         if not self.code_dir.is_dir():
-            raise ConfigError(f'Got "{self.code_dir}" for the job code folder; no such folder',
-                              fix="point code_dir (job.code) at the package that holds the entrypoint")
+            raise ConfigError(
+                f'Got "{self.code_dir}" for the job code folder; no such folder',
+                fix="point code_dir (job.code) at the package that holds the entrypoint",
+            )
         board = self._board(create=True)
-        runtime_env = {"py_modules": [_upload_code(self.code_dir)]}
-        options = {
-            "num_replicas": self.spec.replicas,
-            "ray_actor_options": {"num_cpus": self.spec.num_cpus, "num_gpus": self.spec.num_gpus,
-                                  "runtime_env": runtime_env},
-        }
+        options = self._deployment_options()
         fingerprint = hashlib.sha256(
             json.dumps([self.entrypoint, options], sort_keys=True, default=str).encode()
         ).hexdigest()
@@ -133,10 +135,23 @@ class ModelService:
         try:
             serve.run(app, name=self.app, route_prefix=f"/{self.app}")
         except Exception as exc:
-            raise ServiceError(f"Serve app {self.app} did not deploy: {exc}",
-                               fix="see the replica logs under the Ray session's logs/serve folder") from exc
+            raise ServiceError(
+                f"Serve app {self.app} did not deploy: {exc}",
+                fix="see the replica logs under the Ray session's logs/serve folder",
+            ) from exc
         ray.get(board.set_meta.remote("deploy", fingerprint))
         self._wait_replicas(board, timeout_s)
+
+    def _deployment_options(self) -> dict[str, Any]:
+        runtime_env = {"py_modules": [_upload_code(self.code_dir)]}
+        return {
+            "num_replicas": self.spec.replicas,
+            "ray_actor_options": {
+                "num_cpus": self.spec.num_cpus,
+                "num_gpus": self.spec.num_gpus,
+                "runtime_env": runtime_env,
+            },
+        }
 
     def delete(self) -> None:
         """Delete the Serve app and its board. Safe to call when neither exists.
@@ -158,7 +173,12 @@ class ModelService:
     # ----- swap / rollback ----------------------------------------------------------------------------
 
     def swap(
-        self, version: Version, artifact_uri: str, timeout_s: float = 120, *, rollout: RolloutSpec | None = None
+        self,
+        version: Version,
+        artifact_uri: str,
+        timeout_s: float = 120,
+        *,
+        rollout: RolloutSpec | None = None,
     ) -> SwapReport:
         """Load ``version`` on every replica beside the serving model, then flip them all to it.
 
@@ -212,8 +232,10 @@ class ModelService:
         board = self._board(create=False, required=True)
         previous = ray.get(board.snapshot.remote())["previous"]
         if previous is None:
-            raise SwapError(f"App {self.app} has no previous version to roll back to",
-                            fix="swap() a second version in first")
+            raise SwapError(
+                f"App {self.app} has no previous version to roll back to",
+                fix="swap() a second version in first",
+            )
         generation = ray.get(board.set_target.remote(previous["version"], previous["uri"], True, "rollback"))
         deadline = started + timeout_s
         self._wait(board, generation, "loaded_at", deadline, timeout_s)
@@ -230,11 +252,7 @@ class ModelService:
             {'version': 2, 'uri': '/artifacts/sales/2'}
         """
         board = self._board(create=False) if ray.is_initialized() else None
-        app_status = serve.status().applications.get(self.app) if ray.is_initialized() else None
-        result: dict[str, Any] = {
-            "app": self.app, "url": self.url,
-            "serve_status": str(app_status.status) if app_status else "NOT_DEPLOYED",
-        }
+        result: dict[str, Any] = {"app": self.app, "url": self.url, "serve_status": self._app_status()}
         if board is not None:
             snapshot = ray.get(board.snapshot.remote())
             snapshot["last_swap"] = ray.get(board.record.remote(snapshot["generation"]))
@@ -275,12 +293,22 @@ class ModelService:
                 raise ServiceError(f"App {self.app} has no version board", fix="deploy() it first") from None
             return None
 
-    def _app_running(self) -> bool:
+    def _app_status(self) -> str:
+        """Serve's status of the app (RUNNING, DEPLOYING, ...), or NOT_DEPLOYED."""
+        if not ray.is_initialized():
+            return "NOT_DEPLOYED"
         try:
             app_status = serve.status().applications.get(self.app)
-        except Exception:
-            return False
-        return app_status is not None and str(app_status.status) == "RUNNING"
+        except Exception:  # Serve not started on this cluster
+            return "NOT_DEPLOYED"
+        return (
+            "NOT_DEPLOYED"
+            if app_status is None
+            else str(getattr(app_status.status, "value", app_status.status))
+        )
+
+    def _app_running(self) -> bool:
+        return self._app_status() == "RUNNING"
 
     def _wait_replicas(self, board: Any, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -289,11 +317,15 @@ class ModelService:
             if len(live) >= self.spec.replicas:
                 return
             if time.monotonic() > deadline:
-                raise ServiceError(f"Only {len(live)} of {self.spec.replicas} replicas of {self.app} registered "
-                                   f"with the version board within {timeout_s:.0f}s")
+                raise ServiceError(
+                    f"Only {len(live)} of {self.spec.replicas} replicas of {self.app} registered "
+                    f"with the version board within {timeout_s:.0f}s"
+                )
             time.sleep(0.1)
 
-    def _wait(self, board: Any, generation: int, key: str, deadline: float, timeout_s: float) -> dict[str, Any]:
+    def _wait(
+        self, board: Any, generation: int, key: str, deadline: float, timeout_s: float
+    ) -> dict[str, Any]:
         """Poll the swap's record until ``key`` is set; raise SwapError on failure, abort or timeout."""
         while True:
             record = ray.get(board.record.remote(generation))
@@ -318,39 +350,50 @@ class ModelService:
     ) -> dict[str, Any]:
         """Send the canary share to the candidate, watch it, and withdraw it if it errs too often."""
         record = ray.get(board.record.remote(generation))
-        version = record["version"]
-        self._wait_applied(board, ray.get(board.set_canary.remote(generation, rollout.canary_percent)), deadline)
-        before = _counts(board, version)
-        observe_until = time.monotonic() + rollout.observe
-        while True:
-            now = _counts(board, version)
-            requests_, errors = now[0] - before[0], now[1] - before[1]
-            rate = errors / requests_ if requests_ else 0.0
-            # Stop early once enough requests show the rate is over the limit: every extra second hurts users.
-            failing = rate > rollout.max_error_rate and requests_ >= 10
-            if failing or time.monotonic() >= observe_until:
-                break
-            time.sleep(0.1)
-        info = {"percent": rollout.canary_percent, "observe_s": rollout.observe, "requests": requests_,
-                "errors": errors, "error_rate": round(rate, 4), "max_error_rate": rollout.max_error_rate}
-        if rate > rollout.max_error_rate:
-            self._wait_applied(board, ray.get(board.abort.remote(generation, "canary failed")), deadline)
-            err = SwapError(
-                f"Canary of version {version} on app {self.app} failed: error rate {rate:.1%} over {requests_} "
-                f"requests exceeds rollout.max_error_rate {rollout.max_error_rate:.1%}; version "
-                f"{record['previous']} keeps serving",
-                fix="check the candidate's predict on live rows; its errors are in the replica logs",
-            )
-            # SwapError has no report field; the canary's numbers ride along as an attribute.
-            setattr(err, "report", _report(ray.get(board.record.remote(generation)), started, info, rolled_back=True))
-            raise err
-        return info
+        epoch = ray.get(board.set_canary.remote(generation, rollout.canary_percent))
+        self._wait_applied(board, epoch, deadline)
+        info = _observe(board, record["version"], rollout)
+        if info["error_rate"] <= rollout.max_error_rate:
+            return info
+        self._wait_applied(board, ray.get(board.abort.remote(generation, "canary failed")), deadline)
+        err = SwapError(
+            f"Canary of version {record['version']} on app {self.app} failed: error rate "
+            f"{info['error_rate']:.1%} over {info['requests']} requests exceeds rollout.max_error_rate "
+            f"{rollout.max_error_rate:.1%}; version {record['previous']} keeps serving",
+            fix="check the candidate's predict on live rows; its errors are in the replica logs",
+        )
+        # SwapError has no report field; the canary's numbers ride along as an attribute.
+        report = _report(ray.get(board.record.remote(generation)), started, info, rolled_back=True)
+        err.report = report  # type: ignore[attr-defined]
+        raise err
 
     def _wait_applied(self, board: Any, epoch: int, deadline: float) -> None:
         while ray.get(board.snapshot.remote())["min_applied_epoch"] < epoch:
             if time.monotonic() > deadline:
                 raise SwapError(f"Replicas of app {self.app} did not apply board epoch {epoch} in time")
             time.sleep(_POLL_S)
+
+
+def _observe(board: Any, version: Version, rollout: RolloutSpec) -> dict[str, Any]:
+    """Watch the candidate's request and error counts for ``rollout.observe`` seconds."""
+    before = _counts(board, version)
+    observe_until = time.monotonic() + rollout.observe
+    while True:
+        now = _counts(board, version)
+        requests_, errors = now[0] - before[0], now[1] - before[1]
+        rate = errors / requests_ if requests_ else 0.0
+        # Stop early once enough requests show the rate is over the limit: every extra second hurts users.
+        if (rate > rollout.max_error_rate and requests_ >= 10) or time.monotonic() >= observe_until:
+            break
+        time.sleep(0.1)
+    return {
+        "percent": rollout.canary_percent,
+        "observe_s": rollout.observe,
+        "requests": requests_,
+        "errors": errors,
+        "error_rate": round(rate, 4),
+        "max_error_rate": rollout.max_error_rate,
+    }
 
 
 def _counts(board: Any, version: Version) -> tuple[int, int]:
@@ -376,7 +419,11 @@ def _report(
 
 def _refused(app: str, record: dict[str, Any]) -> SwapError:
     failure = record["failure"]
-    keeps = f"version {record['previous']} keeps serving" if record["previous"] is not None else "nothing serves yet"
+    keeps = (
+        f"version {record['previous']} keeps serving"
+        if record["previous"] is not None
+        else "nothing serves yet"
+    )
     if failure is not None:
         return SwapError(
             f"Replica {failure['replica']} of app {app} could not load version {record['version']} from "
@@ -388,8 +435,9 @@ def _refused(app: str, record: dict[str, Any]) -> SwapError:
 
 def _require_ray() -> None:
     if not ray.is_initialized():
-        raise ServiceError("Ray is not running in this process",
-                           fix="start it first: LocalRay(Settings.from_env()).start()")
+        raise ServiceError(
+            "Ray is not running in this process", fix="start it first: LocalRay(Settings.from_env()).start()"
+        )
 
 
 def _upload_code(code_dir: Path) -> str:
@@ -402,6 +450,7 @@ def _upload_code(code_dir: Path) -> str:
     from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
 
     with tempfile.TemporaryDirectory() as scratch:
-        env = upload_py_modules_if_needed({"py_modules": [str(code_dir)]}, include_gitignore=True,
-                                          scratch_dir=scratch)
+        env = upload_py_modules_if_needed(
+            {"py_modules": [str(code_dir)]}, include_gitignore=True, scratch_dir=scratch
+        )
     return str(env["py_modules"][0])

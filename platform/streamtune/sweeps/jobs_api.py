@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 from streamtune.errors import SweepError
@@ -23,8 +24,9 @@ class RayJobRunner:
         'RUNNING'
     """
 
-    def __init__(self, jobs_url: str, *, python: str | None = None) -> None:
+    def __init__(self, jobs_url: str, *, python: str | None = None, agent_wait_s: float = 60) -> None:
         self.jobs_url = jobs_url
+        self.agent_wait_s = agent_wait_s
         self.python = python or sys.executable
         self._client = None
 
@@ -43,16 +45,22 @@ class RayJobRunner:
         # -P keeps the job's cwd off sys.path: a stray ./ray folder must not shadow the ray package.
         entrypoint = f"{self.python} -P -m streamtune.sweeps.driver {request_path}"
         runtime_env = {"py_modules": [str(code_dir)], "env_vars": {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}}
-        try:
-            self.client.submit_job(
-                entrypoint=entrypoint, submission_id=run_id, runtime_env=runtime_env,
-                entrypoint_num_cpus=0, entrypoint_num_gpus=0, metadata={"streamtune_run": run_id},
-            )
-        except Exception as exc:  # the Jobs API raises RuntimeError for a duplicate id, among others
-            if self.status(run_id) is not None:
-                return False
-            raise SweepError(f"could not submit run {run_id} to Ray Jobs at {self.jobs_url}: {exc}") from None
-        return True
+        deadline = time.monotonic() + self.agent_wait_s
+        while True:
+            try:
+                self.client.submit_job(
+                    entrypoint=entrypoint, submission_id=run_id, runtime_env=runtime_env,
+                    entrypoint_num_cpus=0, entrypoint_num_gpus=0, metadata={"streamtune_run": run_id},
+                )
+                return True
+            except Exception as exc:  # the Jobs API raises RuntimeError for a duplicate id, among others
+                if self.status(run_id) is not None:
+                    return False
+                # a fresh cluster's job agent takes a few seconds to come up after the dashboard
+                if "No available agent" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    continue
+                raise SweepError(f"could not submit run {run_id} to Ray Jobs at {self.jobs_url}: {exc}") from None
 
     def status(self, run_id: str) -> str | None:
         """The Ray Job's status name, or None if no job has this run_id."""
