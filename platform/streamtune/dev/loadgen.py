@@ -76,4 +76,5 @@ class LoadGenerator:
             pct = (lambda q: round(lat[int(q * (len(lat) - 1))] * 1000, 1)) if lat else (lambda q: None)
             return {"requests": self.ok + self.failed, "ok": self.ok, "failed": self.failed,
                     "versions": dict(self.versions), "errors": dict(self.errors),
-                    "p50_ms": pct(0.5), "p99_ms": pct(0.99), "last_version": self.sequence[-1] if self.sequence else None}
+                    "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+                    "last_version": self.sequence[-1] if self.sequence else None}
