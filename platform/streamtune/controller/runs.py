@@ -125,7 +125,7 @@ class RunAdvancer:
         self.registry.set_alias(spec.name, "champion", mv.version, reason=f"run {run.run_id} hot-swapped")
         self._update(run, status=RunStatus.PROMOTED, model_version=mv.version,
                      timings={"register_s": round(t_reg, 4), **{f"swap_{k}": v for k, v in swap.items()
-                                                                 if isinstance(v, (int, float))}})
+                                                                 if k.endswith("_s")}})
         log.info("run %s promoted: %s v%d is serving", run.run_id, spec.name, mv.version)
 
     def _update(self, run: RunRecord, **fields: Any) -> RunRecord:

@@ -101,7 +101,7 @@ def _summary(client: Client, spec: JobSpec, runs: list[RunRecord], load: dict[st
             "valid_metric": ((sweep.get("best") or {}).get("metrics") or {}).get(spec.sweep.metric),
             "trials": len(sweep.get("trials") or []), "gate": gate.get("numbers"), "gate_passed": gate.get("passed"),
             "gate_reasons": gate.get("reasons"),
-            "timings": {k: round(v, 3) for k, v in run.timings.items() if k != "submitted_at"},
+            "timings": {k: round(v, 4) for k, v in run.timings.items() if k.endswith("_s")},
         })
     champion = client.champion(spec.name)
     ok = (len(runs) == 2 and all(r.status == RunStatus.PROMOTED for r in runs) and load["failed"] == 0
@@ -112,27 +112,35 @@ def _summary(client: Client, spec: JobSpec, runs: list[RunRecord], load: dict[st
 
 
 def _print(console: Console, summary: dict[str, Any]) -> None:
-    table = Table(title=f"streamtune demo ({summary['metric']})")
-    for col in ("version", "run", "rows", "trials", "best params", "valid", "holdout", "champion", "gate",
-                "sweep job s", "swap flip s"):
-        table.add_column(col)
+    console.rule(f"streamtune demo summary (metric: {summary['metric']}, lower is better)")
     for v in summary["versions"]:
-        g = v["gate"] or {}
-        params = ", ".join(f"{k}={val:.3g}" if isinstance(val, float) else f"{k}={val}"
-                           for k, val in (v["best_params"] or {}).items())
-        table.add_row(f"v{v['version']}" if v["version"] else v["status"], v["run_id"], str(v["rows"]),
-                      str(v["trials"]), params, _f(v["valid_metric"]), _f(g.get("challenger")), _f(g.get("champion")),
-                      "pass" if v["gate_passed"] else "FAIL", _f(v["timings"].get("sweep_job_s")),
-                      _f(v["timings"].get("swap_flip_s")))
-    console.print(table)
-    for v in summary["versions"]:
-        console.print(f"v{v['version']} timings: {v['timings']}")
-        if v["error"]:
-            console.print(f"[red]run {v['run_id']} error:[/] {v['error']}")
+        _print_version(console, v)
     s = summary["serving"]
-    console.print(f"requests: {s['requests']} served, {s['failed']} failed, by version {s['versions']}, "
-                  f"p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms; champion v{s['champion']}")
+    console.print(f"[bold]serving[/]: {s['requests']} requests, {s['failed']} failed, by version {s['versions']}, "
+                  f"p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms; champion now v{s['champion']}")
+    console.print(f"services started in {summary['services_s']} s")
     console.print("[bold green]demo ok[/]" if summary["ok"] else "[bold red]demo FAILED[/]")
+
+
+def _print_version(console: Console, v: dict[str, Any]) -> None:
+    g, t = v["gate"] or {}, v["timings"]
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column()
+    params = ", ".join(f"{k}={val:.3g}" if isinstance(val, float) else f"{k}={val}"
+                       for k, val in (v["best_params"] or {}).items())
+    table.add_row("run", f"{v['run_id']} ({v['status']}, {v['rows']} rows, window closed on {v['trigger']})")
+    table.add_row("sweep", f"{v['trials']} trials; best {params}; valid {_f(v['valid_metric'])}")
+    table.add_row("gate", f"{'pass' if v['gate_passed'] else 'FAIL'}: challenger {_f(g.get('challenger'))} vs "
+                          f"champion {_f(g.get('champion'))} on the same {g.get('holdout_rows', '-')}-row holdout")
+    table.add_row("stages (s)", f"window {_f(t.get('window_s'))} | sweep job {_f(t.get('sweep_job_s'))} "
+                                f"(tune {_f(t.get('sweep_s'))}, holdout eval {_f(t.get('holdout_eval_s'))}) | "
+                                f"gate {_f(t.get('gate_s'))} | register {_f(t.get('register_s'))} | "
+                                f"swap load {_f(t.get('swap_load_s'))}, flip {_f(t.get('swap_flip_s'))}")
+    if v["error"]:
+        table.add_row("[red]error[/]", v["error"])
+    console.print(f"[bold]v{v['version']}[/]" if v["version"] else f"[bold]{v['status']}[/]")
+    console.print(table)
 
 
 def _f(x: Any) -> str:

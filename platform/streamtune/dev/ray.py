@@ -53,6 +53,7 @@ class LocalRay:
             else:
                 ray.init(address=address, namespace="streamtune", log_to_driver=False)
         self._start_serve()
+        quiet_ray_logs()
 
     def _init_in_process(self) -> None:
         import ray
@@ -108,6 +109,12 @@ class LocalRay:
             if ray.is_initialized():
                 ray.shutdown()
             subprocess.run([shutil.which("ray") or "ray", "stop"], capture_output=True)
+
+
+def quiet_ray_logs() -> None:
+    """Keep Ray's INFO chatter (package uploads, Serve app status) off the console of a CLI command."""
+    for name in ("ray", "ray.serve", "ray.dashboard", "ray.dashboard.modules.dashboard_sdk", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _wait_http(url: str, timeout_s: float) -> None:

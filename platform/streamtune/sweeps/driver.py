@@ -18,6 +18,7 @@ from streamtune.job import load_job_class
 from streamtune.registry.manifest import verify_manifest
 from streamtune.sweeps.runner import pick_best, run_tune, timed
 from streamtune.sweeps.schema import HoldoutScores, SweepRequest, SweepResult
+from streamtune.sweeps.space import run_seed
 from streamtune.validation.metrics import get_metric
 
 RESULT = "result.json"
@@ -53,7 +54,10 @@ def run(req: SweepRequest) -> SweepResult:
     spec = JobSpec.model_validate(req.spec)
     snap, t_snap = timed(lambda: Snapshot.from_parts(spec.dataset, req.uris, req.rows, trusted_roots=req.trusted_roots))
     splits = snap.split(spec.validation.holdout_fraction, spec.validation.valid_fraction)
-    trials, t_sweep = timed(lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_dir))
+    seed = run_seed(spec.sweep, req.run_id)
+    trials, t_sweep = timed(
+        lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_dir, seed=seed)
+    )
 
     best = pick_best(trials, spec.sweep.metric, spec.sweep.mode)
     assert best.artifact_uri is not None

@@ -36,6 +36,7 @@ class RayJobRunner:
             from ray.job_submission import JobSubmissionClient
 
             self._client = JobSubmissionClient(self.jobs_url)
+            logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
         return self._client
 
     def submit(self, run_id: str, request_path: str | Path, code_dir: str | Path, *, num_gpus: float = 0) -> bool:

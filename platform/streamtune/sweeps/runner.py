@@ -50,7 +50,8 @@ def _trial(config: dict[str, Any], *, entrypoint: str, fixed: dict[str, Any], tr
     job.train({**fixed, **config}, TuneContext(train, valid, label, features, out_dir))
 
 
-def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_dir: str) -> list[TrialSummary]:
+def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_dir: str,
+             *, seed: int | None = None) -> list[TrialSummary]:
     """Run the sweep and summarise every trial.
 
     Raises:
@@ -70,7 +71,7 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
         param_space=to_tune_space(sweep.space),
         tune_config=tune.TuneConfig(
             metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
-            search_alg=make_searcher(sweep), scheduler=make_scheduler(sweep), reuse_actors=True,
+            search_alg=make_searcher(sweep, seed), scheduler=make_scheduler(sweep), reuse_actors=True,
             time_budget_s=sweep.time_budget,
         ),
         run_config=tune.RunConfig(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from streamtune.config.jobspec import ParamSpec, SweepSpec
@@ -31,22 +32,36 @@ def to_tune_space(space: dict[str, ParamSpec]) -> dict[str, Any]:
     return out
 
 
-def make_searcher(spec: SweepSpec) -> Any:
+def run_seed(spec: SweepSpec, run_id: str) -> int | None:
+    """The sampler seed of one run: reproducible per run, but different runs explore different points.
+
+    Example:
+        >>> from streamtune.config import SweepSpec
+        >>> s = SweepSpec(metric="m", mode="min", space={"a": {"type": "int", "low": 1, "high": 2}})
+        >>> run_seed(s, "r-1") == run_seed(s, "r-1") != run_seed(s, "r-2")
+        True
+    """
+    if spec.seed is None:
+        return None
+    return (spec.seed * 1_000_003 + int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)) % 2**31
+
+
+def make_searcher(spec: SweepSpec, seed: int | None = None) -> Any:
     """OptunaSearch with the spec's sampler, limited to ``max_concurrent`` trials at once."""
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     if spec.search == "tpe":
-        sampler = optuna.samplers.TPESampler(seed=spec.seed)
+        sampler = optuna.samplers.TPESampler(seed=seed)
     elif spec.search == "random":
-        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
+        sampler = optuna.samplers.RandomSampler(seed=seed)
     else:
         try:
             import cmaes  # noqa: F401
         except ImportError:
             raise ConfigError('Got "cmaes" for sweep.search; it needs the cmaes package (pip install cmaes)') from None
-        sampler = optuna.samplers.CmaEsSampler(seed=spec.seed)
+        sampler = optuna.samplers.CmaEsSampler(seed=seed)
     searcher = OptunaSearch(metric=spec.metric, mode=spec.mode, sampler=sampler)
     return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
 
