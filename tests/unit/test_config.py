@@ -108,5 +108,5 @@ def test_settings_from_env(monkeypatch, tmp_path):
     s = Settings.from_env()
     assert s.serve_port == 8123 and s.registry_url == f"sqlite:///{tmp_path}/registry.db"
     monkeypatch.setenv("STREAMTUNE_KAFKA_PORT", "eighty")
-    with pytest.raises(ConfigError, match='Got "eighty" for kafka_port'):
+    with pytest.raises(ConfigError, match='Got "eighty" for STREAMTUNE_KAFKA_PORT'):
         Settings.from_env()

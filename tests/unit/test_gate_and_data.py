@@ -75,3 +75,9 @@ def test_snapshot_rejects_files_outside_roots_and_missing_labels(tmp_path):
         Snapshot.from_parts(DatasetSpec(name="s", label="target"), [uri])
     with pytest.raises(DataError, match="cannot read"):
         Snapshot.from_parts(DatasetSpec(name="s", label="sales"), [str(tmp_path / "nope.parquet")])
+
+
+class TestMetricGateConformance(__import__("conformance.validator_suite", fromlist=["x"]).ValidatorConformance):
+    @pytest.fixture
+    def validator(self):
+        return MetricGate(ValidationSpec(min_rows=10))

@@ -44,3 +44,21 @@ def test_job_template_is_importable_as_a_job():
 
     assert issubclass(load_job_class("jobs.tabular_gbdt:Job"), Job)
     importlib.import_module("jobs.tabular_gbdt")
+
+
+def test_jobs_url_follows_the_ray_address():
+    from streamtune.config import Settings
+    from streamtune.dev.ray import LocalRay
+
+    assert LocalRay(Settings()).jobs_url == "http://127.0.0.1:8265"
+    assert LocalRay(Settings(ray_address="head-svc:6379")).jobs_url == "http://head-svc:8265"
+    assert LocalRay(Settings(ray_address="http://x:1234")).jobs_url == "http://x:1234"
+
+
+def test_run_seed_is_stable_per_run_and_differs_across_runs():
+    from streamtune.config import SweepSpec
+    from streamtune.sweeps.space import run_seed
+
+    spec = SweepSpec(metric="m", mode="min", space={"a": {"type": "int", "low": 1, "high": 2}})
+    assert run_seed(spec, "r-1") == run_seed(spec, "r-1") != run_seed(spec, "r-2")
+    assert run_seed(spec.model_copy(update={"seed": None}), "r-1") is None

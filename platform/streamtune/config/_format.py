@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,7 +58,8 @@ def _rule(err: dict[str, Any]) -> str:
     return msg[0].lower() + msg[1:] if msg else "is invalid"
 
 
-def format_validation_error(exc: ValidationError, *, prefix: str = "", source: str | None = None) -> ConfigError:
+def format_validation_error(exc: ValidationError, *, prefix: str = "", source: str | None = None,
+                            rename: Callable[[str], str] | None = None) -> ConfigError:
     """Build a :class:`ConfigError` whose headline names the field, the value and the rule.
 
     Example:
@@ -76,6 +78,8 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "", source: s
         field = _loc(tuple(err.get("loc", ())))
         if prefix:
             field = f"{prefix}.{field}" if field else prefix
+        if rename:
+            field = rename(field)
         rule = _rule(err)
         if err.get("type") == "missing":
             lines.append(f"Missing {field}; it {rule}")

@@ -72,7 +72,7 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise format_validation_error(exc, source="settings (STREAMTUNE_* variables)") from None
+            raise format_validation_error(exc, source="settings", rename=lambda f: _PREFIX + f.upper()) from None
 
     @property
     def log_dir(self) -> Path:

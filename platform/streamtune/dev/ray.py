@@ -35,9 +35,11 @@ class LocalRay:
     @property
     def jobs_url(self) -> str:
         """URL of the Ray Jobs API."""
-        if self.settings.ray_address and self.settings.ray_address.startswith("http"):
-            return self.settings.ray_address
-        return f"http://127.0.0.1:{self.settings.dashboard_port}"
+        address = self.settings.ray_address
+        if address and address.startswith("http"):
+            return address
+        host = address.removeprefix("ray://").rsplit(":", 1)[0] if address and address != "auto" else "127.0.0.1"
+        return f"http://{host}:{self.settings.dashboard_port}"
 
     def start(self) -> None:
         """Start (or connect to) Ray, then start Serve's HTTP proxy. Idempotent."""
