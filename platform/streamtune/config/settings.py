@@ -43,6 +43,9 @@ class Settings(BaseModel):
     registry_url: str = Field("", description="sqlite:///path (default: <home>/registry.db).")
     artifact_root: str = Field("", description="Where model artifacts are written (default: <home>/artifacts).")
     events_topic: str = Field("streamtune.data", description="Default topic for data-arrival events.")
+    dead_letter_topic: str = Field(
+        "streamtune.data.dlq", description="Topic that bad events are copied to, with the reason in a header."
+    )
     consumer_group: str = Field("streamtune-controller", description="Kafka consumer group of the controller.")
 
     def model_post_init(self, __context: Any) -> None:

@@ -89,11 +89,11 @@ class Controller:
             if topics:
                 from streamtune.dev.kafka import ensure_topic
 
-                for topic in topics:
+                for topic in (*topics, self.settings.dead_letter_topic):
                     ensure_topic(self.bootstrap, topic)
                 self.source = KafkaEventSource(
                     self.bootstrap, list(topics), self.settings.consumer_group,
-                    start_offsets=self.ingestor.offsets, dead_letter_topic=None,
+                    start_offsets=self.ingestor.offsets, dead_letter_topic=self.settings.dead_letter_topic,
                 )
             self._topics = topics
         return self.source
