@@ -112,7 +112,8 @@ class Load:
         lat = sorted(self.lat)
         wall = time.perf_counter() - t_before
         return {"ok": self.ok, "failed": self.err, "versions": self.versions,
-                "p50_ms": round(lat[len(lat) // 2] * 1000, 1), "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1000, 1),
+                "p50_ms": round(lat[len(lat) // 2] * 1000, 1),
+                "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1000, 1),
                 "rps_during_and_after_swap": round((self.ok - ok_before) / wall, 1), **result}
 
 

@@ -1,9 +1,9 @@
 """jobs/tabular_gbdt.py runs the Job conformance suite (LightGBM on CPU, no Ray)."""
 
 import pytest
+from jobs.tabular_gbdt import Job
 
 from conformance.job_suite import JobConformance
-from jobs.tabular_gbdt import Job
 from streamtune.dev.synthetic import make_sales
 
 
