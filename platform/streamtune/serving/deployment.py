@@ -47,6 +47,9 @@ class _Model:
     predictor: Predictor
 
 
+INLINE_ROWS = 64
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
 class ModelServer:
     """One replica of a streamtune Serve app.
@@ -111,7 +114,11 @@ class ModelServer:
         counter = self._counters.setdefault(model.version, [0, 0])
         counter[0] += 1
         try:
-            predictions = _jsonable(await asyncio.to_thread(model.predictor.predict, table))
+            if table.num_rows <= INLINE_ROWS:  # a thread hop costs more than a small batch's predict
+                raw = model.predictor.predict(table)
+            else:  # big batches leave the loop free for other requests and the board watcher
+                raw = await asyncio.to_thread(model.predictor.predict, table)
+            predictions = _jsonable(raw)
             if len(predictions) != table.num_rows:
                 raise ValueError(
                     f"predictor returned {len(predictions)} predictions for {table.num_rows} rows"
