@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from streamtune.config.settings import Settings
 from streamtune.errors import ServiceError
@@ -43,13 +44,15 @@ class LocalRay:
 
     def start(self) -> None:
         """Start (or connect to) Ray, then start Serve's HTTP proxy. Idempotent."""
+        address = self.settings.ray_address
+        if address is None and self.detached:
+            self._start_head()
+            address = f"127.0.0.1:{self.settings.ray_port}"
+        if address is not None:
+            _use_token_auth_if_available()  # must happen before ray is imported in this process
         import ray
 
         if not ray.is_initialized():
-            address = self.settings.ray_address
-            if address is None and self.detached:
-                self._start_head()
-                address = f"127.0.0.1:{self.settings.ray_port}"
             if address is None:
                 self._init_in_process()
             else:
@@ -111,6 +114,14 @@ class LocalRay:
             if ray.is_initialized():
                 ray.shutdown()
             subprocess.run([shutil.which("ray") or "ray", "stop"], capture_output=True)
+
+
+def _use_token_auth_if_available() -> None:
+    # Ray 2.60's ray.init(address="host:port") does not send the auth token that `ray start` enabled (an
+    # address of "auto" does); RAY_AUTH_MODE=token, set before ray is imported, makes it send the saved token.
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if "RAY_AUTH_MODE" not in os.environ and (token.is_file() or os.environ.get("RAY_AUTH_TOKEN")):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def quiet_ray_logs() -> None:
