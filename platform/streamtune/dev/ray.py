@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,9 +77,8 @@ class LocalRay:
         self.started_here = True
 
     def _start_head(self) -> None:
-        ray_bin = shutil.which("ray") or os.path.join(os.path.dirname(os.sys.executable), "ray")
         cmd = [
-            ray_bin, "start", "--head", f"--port={self.settings.ray_port}",
+            _ray_bin(), "start", "--head", f"--port={self.settings.ray_port}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={self.settings.dashboard_port}",
             "--include-dashboard=true", "--disable-usage-stats",
         ]
@@ -113,7 +113,13 @@ class LocalRay:
         elif self.detached:
             if ray.is_initialized():
                 ray.shutdown()
-            subprocess.run([shutil.which("ray") or "ray", "stop"], capture_output=True)
+            subprocess.run([_ray_bin(), "stop"], capture_output=True)
+
+
+def _ray_bin() -> str:
+    """The ``ray`` CLI of this interpreter's environment (a venv's bin/ need not be on PATH)."""
+    beside = Path(sys.executable).parent / "ray"
+    return str(beside) if beside.is_file() else (shutil.which("ray") or "ray")
 
 
 def _use_token_auth_if_available() -> None:
