@@ -110,6 +110,33 @@ def down() -> None:
 
 
 @app.command()
+def kafka() -> None:
+    """Run the local Kafka broker in the foreground until Ctrl-C (or reuse one that is already up)."""
+    def _kafka() -> None:
+        import signal as _signal
+        import threading
+
+        from streamtune.dev.kafka import LocalKafka
+
+        broker = LocalKafka(Settings.from_env())
+        with console.status("starting Kafka"):
+            bootstrap = broker.start()
+        console.print(f"Kafka at {bootstrap}; log {broker.log_file}; Ctrl-C stops it")
+        done = threading.Event()
+        _signal.signal(_signal.SIGTERM, lambda *_: done.set())
+        try:
+            while not done.wait(1.0):
+                if not broker.is_running():
+                    raise StreamtuneError(f"the broker stopped; see {broker.log_file}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            broker.stop()
+            console.print("Kafka stopped")
+    _guard(_kafka)
+
+
+@app.command()
 def submit(spec: Path = typer.Argument(..., help="JobSpec YAML file.")) -> None:
     """Register a JobSpec; the controller starts watching its topic."""
     from streamtune.sdk.client import Client

@@ -1,0 +1,56 @@
+"""The CLI prints a headline and a fix for user errors, and exits non-zero; tables for runs and models."""
+
+import pathlib
+
+import pytest
+from typer.testing import CliRunner
+
+from streamtune.cli.main import app
+from streamtune.registry import SqlRegistry
+from streamtune.registry.records import RunRecord
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMTUNE_HOME", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path
+
+
+def test_submit_bad_spec_prints_field_value_rule_and_exits_1(home):
+    bad = home / "bad.yaml"
+    bad.write_text((ROOT / "configs" / "demo.yaml").read_text().replace("max_wait: 20s", "max_wait: soon"))
+    result = runner.invoke(app, ["submit", str(bad)])
+    assert result.exit_code == 1
+    assert 'Got "soon" for trigger.max_wait' in result.output
+    assert "Traceback" not in result.output
+
+
+def test_submit_then_runs_and_models_list_what_the_registry_holds(home):
+    result = runner.invoke(app, ["submit", str(ROOT / "configs" / "demo.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "submitted sales-gbdt" in result.output
+    reg = SqlRegistry(f"sqlite:///{home}/registry.db")
+    assert reg.get_spec("sales-gbdt")["trigger"]["min_rows"] == 2000
+    reg.commit_window("g", {}, {}, [RunRecord(run_id="r-0123456789abcdef", spec_name="sales-gbdt",
+                                              dataset="sales", num_rows=42, reason="min_rows")])
+    reg.register_model("sales-gbdt", "r-0123456789abcdef", "/a/1", {"lr": 0.1}, {"rmse": 1.5}, {})
+    reg.set_alias("sales-gbdt", "champion", 1)
+    runs = runner.invoke(app, ["runs"])
+    assert runs.exit_code == 0 and "r-0123456789abcdef" in runs.output and "pending" in runs.output
+    models = runner.invoke(app, ["models"])
+    assert models.exit_code == 0 and "sales-gbdt" in models.output and "rmse=1.5" in models.output
+
+
+def test_bad_setting_names_the_environment_variable(home, monkeypatch):
+    monkeypatch.setenv("STREAMTUNE_SERVE_PORT", "http")
+    result = runner.invoke(app, ["runs"])
+    assert result.exit_code == 1 and 'Got "http" for STREAMTUNE_SERVE_PORT' in result.output
+
+
+def test_missing_spec_file(home):
+    result = runner.invoke(app, ["submit", str(home / "nope.yaml")])
+    assert result.exit_code == 1 and "no such file" in result.output
