@@ -27,6 +27,7 @@ test-unit: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check platform jobs tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf .streamtune .pytest_cache

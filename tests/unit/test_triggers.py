@@ -31,7 +31,7 @@ def test_window_closes_on_min_rows():
     trig.add(spec, _ev(50), topic="t", partition=0, offset=1, now=1)
     [(win, reason)] = trig.due({"demo": spec}, now=2)
     assert reason == "min_rows" and win.num_rows == 110 and win.offsets() == {"t:0": [0, 1]}
-    assert trig.take_state() == {"demo": {}}
+    assert trig.take_state() == {"demo": None}
 
 
 def test_window_closes_on_max_wait():

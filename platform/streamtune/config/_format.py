@@ -47,7 +47,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def _rule(err: dict[str, Any]) -> str:
+def _rule(err: Any) -> str:
     kind = err.get("type", "")
     msg = str(err.get("msg", "is invalid"))
     if kind == "extra_forbidden":

@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -93,7 +93,7 @@ class EventProducer:
     ) -> None:
         self.close()
 
-    def _send_all(self, topic: str, sends: list[tuple[bytes | None, bytes | None]]) -> list[tuple[int, int]]:
+    def _send_all(self, topic: str, sends: Sequence[tuple[bytes | None, bytes | None]]) -> list[tuple[int, int]]:
         try:
             futures = [self._producer.send(topic, value=value, key=key) for value, key in sends]
             self._producer.flush(timeout=_SEND_TIMEOUT_S)

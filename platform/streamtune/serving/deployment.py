@@ -65,7 +65,7 @@ class ModelServer:
         ... # doctest: +SKIP
     """
 
-    async def __init__(self, app: str, entrypoint: str, board: str, poll_timeout_s: float = 1.0) -> None:
+    async def __init__(self, app: str, entrypoint: str, board: str, poll_timeout_s: float = 1.0) -> None:  # type: ignore[misc]  # noqa: E501
         self._app = app
         self._entrypoint = entrypoint
         self._board_name = board
@@ -85,7 +85,7 @@ class ModelServer:
         self._board = ray.get_actor(board, namespace=NAMESPACE)
         await self._apply(await self._board.register.remote(self._replica_id))
         await self._warm_start()
-        self._watcher = asyncio.create_task(self._watch_loop())
+        self._watcher: asyncio.Task[None] = asyncio.create_task(self._watch_loop())
 
     async def _warm_start(self) -> None:
         """A replica that joins a serving app loads the active model before it takes traffic."""

@@ -131,7 +131,8 @@ class ModelService:
         if ray.get(board.get_meta.remote("deploy")) == fingerprint and self._app_running():
             self._wait_replicas(board, timeout_s)
             return
-        app = ModelServer.options(**options).bind(self.app, self.entrypoint, self.board_name)
+        server: Any = ModelServer  # Serve's decorator adds .options, which mypy cannot see
+        app = server.options(**options).bind(self.app, self.entrypoint, self.board_name)
         try:
             serve.run(app, name=self.app, route_prefix=f"/{self.app}")
         except Exception as exc:
@@ -285,7 +286,7 @@ class ModelService:
 
     def _board(self, *, create: bool, required: bool = False) -> Any:
         if create:
-            return VersionBoard.options(**board_options(self.app)).remote(self.app)
+            return VersionBoard.options(**board_options(self.app)).remote(self.app)  # type: ignore[attr-defined]
         try:
             return ray.get_actor(self.board_name, namespace=NAMESPACE)
         except ValueError:

@@ -60,8 +60,8 @@ def run(req: SweepRequest) -> SweepResult:
     )
 
     best = pick_best(trials, spec.sweep.metric, spec.sweep.mode)
-    assert best.artifact_uri is not None
-    holdout, t_eval = timed(lambda: _holdout_scores(req, spec, best.artifact_uri, splits.holdout))
+    best_uri = str(best.artifact_uri)  # pick_best only returns trials that saved a model
+    holdout, t_eval = timed(lambda: _holdout_scores(req, spec, best_uri, splits.holdout))
     return SweepResult(
         run_id=req.run_id, best=best, trials=trials, holdout=holdout,
         snapshot={"fingerprint": snap.fingerprint, "num_rows": snap.num_rows, "uris": snap.uris,

@@ -21,12 +21,13 @@ def to_tune_space(space: dict[str, ParamSpec]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, p in space.items():
+        low, high = float(p.low or 0.0), float(p.high or 0.0)  # ParamSpec guarantees both for these types
         if p.type == "uniform":
-            out[name] = tune.uniform(p.low, p.high)
+            out[name] = tune.uniform(low, high)
         elif p.type == "loguniform":
-            out[name] = tune.loguniform(p.low, p.high)
+            out[name] = tune.loguniform(low, high)
         elif p.type == "int":
-            out[name] = tune.randint(int(p.low), int(p.high) + 1)  # randint's upper bound is exclusive
+            out[name] = tune.randint(int(low), int(high) + 1)  # randint's upper bound is exclusive
         else:
             out[name] = tune.choice(list(p.values or []))
     return out
@@ -52,6 +53,7 @@ def make_searcher(spec: SweepSpec, seed: int | None = None) -> Any:
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    sampler: optuna.samplers.BaseSampler
     if spec.search == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed)
     elif spec.search == "random":

@@ -96,8 +96,10 @@ class WindowTrigger:
                 self.dirty.add(name)
         return closed
 
-    def take_state(self) -> dict[str, dict]:
+    def take_state(self) -> dict[str, dict[str, Any] | None]:
         """The windows changed since the last call, as dicts ({} for a closed window)."""
-        out = {k: (self.windows[k].model_dump() if k in self.windows else {}) for k in self.dirty}
+        out: dict[str, dict[str, Any] | None] = {
+            k: (self.windows[k].model_dump() if k in self.windows else None) for k in self.dirty
+        }
         self.dirty.clear()
         return out

@@ -80,7 +80,7 @@ class MetricGate(Validator):
 
     def _check_threshold(self, ev: GateEvidence, ok: list[str], failed: list[str]) -> None:
         limit = self.spec.threshold
-        if limit is None:
+        if limit is None or ev.challenger is None:
             return
         good = ev.challenger <= limit if ev.mode == "min" else ev.challenger >= limit
         op = "<=" if ev.mode == "min" else ">="
