@@ -9,6 +9,7 @@ import uuid
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from conformance.event_source_suite import EventSourceConformance
 from streamtune.dev.kafka import ensure_topic
 from streamtune.events import DataArrival, EventProducer, EventRecord, KafkaEventSource
 from streamtune.events.source import ERROR_HEADER
@@ -149,3 +150,24 @@ def test_events_are_keyed_by_dataset_across_partitions(kafka_bootstrap: str) -> 
         assert r.event is not None
         by_dataset.setdefault(r.event.dataset, []).append(r.event)
     assert by_dataset == {"sales": sales, "stock": stock}
+
+
+class _KafkaStream:
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap, self.topic = bootstrap, _topic(bootstrap)
+        self.prefix = _group()
+
+    def append(self, values: list[bytes | None]) -> None:
+        with EventProducer(self.bootstrap) as producer:
+            for value in values:
+                producer.publish_raw(value, self.topic, key=b"sales")
+
+    def open(self, start_offsets=None, group=None) -> KafkaEventSource:
+        return KafkaEventSource(self.bootstrap, [self.topic], f"{self.prefix}-{group or uuid.uuid4().hex[:6]}",
+                                start_offsets=start_offsets)
+
+
+class TestKafkaEventSourceConformance(EventSourceConformance):
+    @pytest.fixture
+    def stream(self, kafka_bootstrap: str) -> _KafkaStream:
+        return _KafkaStream(kafka_bootstrap)

@@ -3,6 +3,7 @@
 import pyarrow.parquet as pq
 import pytest
 
+from conformance.validator_suite import ValidatorConformance
 from streamtune.config import DatasetSpec, ValidationSpec
 from streamtune.data import Snapshot
 from streamtune.dev.synthetic import make_sales
@@ -77,7 +78,7 @@ def test_snapshot_rejects_files_outside_roots_and_missing_labels(tmp_path):
         Snapshot.from_parts(DatasetSpec(name="s", label="sales"), [str(tmp_path / "nope.parquet")])
 
 
-class TestMetricGateConformance(__import__("conformance.validator_suite", fromlist=["x"]).ValidatorConformance):
+class TestMetricGateConformance(ValidatorConformance):
     @pytest.fixture
     def validator(self):
         return MetricGate(ValidationSpec(min_rows=10))

@@ -41,15 +41,38 @@ class RunAdvancer:
         self.artifact_root = Path(artifact_root)
 
     def step(self, specs: dict[str, JobSpec]) -> None:
-        """Advance the active run of each spec, or start its oldest pending one."""
+        """Advance the active run of each spec, or start its oldest pending one (per trigger.on_running)."""
         for spec in specs.values():
             active = self.registry.list_runs(spec.name, status=list(ACTIVE), limit=1)
+            pending = self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=1000)[::-1]  # oldest first
+            if active and pending:
+                active, pending = self._apply_policy(spec, active[0], pending)
             if active:
                 self._advance(spec, active[0])
-                continue
-            pending = self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=1000)
-            if pending:
-                self._submit(spec, pending[-1])  # oldest first: on_running=queue
+            elif pending:
+                self._submit(spec, pending[0])
+
+    def _apply_policy(self, spec: JobSpec, active: RunRecord,
+                      pending: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+        """What new windows do while a run is active: wait (queue), drop (skip), or take over (replace)."""
+        policy = spec.trigger.on_running
+        if policy == "queue":
+            return [active], pending
+        if policy == "skip":
+            for run in pending:
+                self._update(run, status=RunStatus.REJECTED,
+                             error=f"skipped: run {active.run_id} was active (trigger.on_running=skip)")
+            return [active], []
+        newest = pending[-1]
+        if active.status == RunStatus.SUCCEEDED:  # already gated: let the promotion finish first
+            return [active], pending
+        self.jobs.stop(active.run_id)
+        self._update(active, status=RunStatus.FAILED,
+                     error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
+        for run in pending[:-1]:
+            self._update(run, status=RunStatus.REJECTED,
+                         error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
+        return [], [newest]
 
     def out_dir(self, run: RunRecord) -> Path:
         """Folder of the run's request, Tune state, trial artifacts and result."""

@@ -1,0 +1,98 @@
+"""trigger.on_running: queue waits, skip drops new windows, replace stops the active run and takes over.
+
+The Ray Jobs runner and the serving hub are scripted here (pure controller logic); the registry is real SQLite.
+"""
+
+import pathlib
+
+import pytest
+
+from streamtune.config import load_jobspec
+from streamtune.controller.runs import RunAdvancer
+from streamtune.registry import SqlRegistry
+from streamtune.registry.records import RunRecord, RunStatus
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+class ScriptedJobs:
+    def __init__(self):
+        self.submitted, self.stopped, self.states = [], [], {}
+
+    def submit(self, run_id, request_path, code_dir, **kw):
+        self.submitted.append(run_id)
+        self.states[run_id] = "RUNNING"
+        return True
+
+    def status(self, run_id):
+        return self.states.get(run_id)
+
+    def stop(self, run_id):
+        self.stopped.append(run_id)
+        self.states[run_id] = "STOPPED"
+
+    def logs_tail(self, run_id, lines=30):
+        return ""
+
+
+class NoServing:
+    def swap(self, spec, version, uri):
+        raise AssertionError("no swap expected")
+
+
+def _setup(tmp_path, policy):
+    spec = load_jobspec(ROOT / "configs" / "demo.yaml")
+    spec = spec.model_copy(update={"trigger": spec.trigger.model_copy(update={"on_running": policy})})
+    reg = SqlRegistry(f"sqlite:///{tmp_path}/r.db")
+    reg.put_spec(spec.name, spec.model_dump(mode="json"))
+    jobs = ScriptedJobs()
+    adv = RunAdvancer(reg, jobs, NoServing(), str(tmp_path / "artifacts"))
+    return spec, reg, jobs, adv
+
+
+def _window(reg, spec, i, t):
+    run = RunRecord(run_id=f"r-{i:016d}", spec_name=spec.name, dataset="sales", num_rows=10,
+                    offsets={"t:0": [i, i]}, created_at=t, updated_at=t)
+    reg.commit_window("g", {}, {}, [run])
+    return run.run_id
+
+
+@pytest.mark.parametrize("policy", ["queue", "skip", "replace"])
+def test_on_running_policies(tmp_path, policy):
+    spec, reg, jobs, adv = _setup(tmp_path, policy)
+    first = _window(reg, spec, 1, 1.0)
+    adv.step({spec.name: spec})
+    assert jobs.submitted == [first]
+    assert (tmp_path / "artifacts" / spec.name / first / "request.json").is_file()
+    second, third = _window(reg, spec, 2, 2.0), _window(reg, spec, 3, 3.0)
+    adv.step({spec.name: spec})
+    status = {r: reg.get_run(r).status for r in (first, second, third)}
+    if policy == "queue":
+        assert jobs.submitted == [first] and status[second] == status[third] == RunStatus.PENDING
+    elif policy == "skip":
+        assert jobs.submitted == [first] and status[second] == status[third] == RunStatus.REJECTED
+        assert "on_running=skip" in reg.get_run(second).error
+    else:
+        assert jobs.stopped == [first] and jobs.submitted == [first, third]
+        assert status[first] == RunStatus.FAILED and status[second] == RunStatus.REJECTED
+        assert status[third] == RunStatus.SUBMITTED
+
+
+def test_failed_job_is_recorded_with_its_log_tail_and_the_queue_moves_on(tmp_path):
+    spec, reg, jobs, adv = _setup(tmp_path, "queue")
+    first, second = _window(reg, spec, 1, 1.0), _window(reg, spec, 2, 2.0)
+    adv.step({spec.name: spec})
+    jobs.states[first] = "FAILED"
+    adv.step({spec.name: spec})
+    assert reg.get_run(first).status == RunStatus.FAILED and "sweep job failed" in reg.get_run(first).error
+    adv.step({spec.name: spec})
+    assert jobs.submitted == [first, second]
+
+
+def test_a_lost_job_is_resubmitted_under_the_same_id(tmp_path):
+    spec, reg, jobs, adv = _setup(tmp_path, "queue")
+    first = _window(reg, spec, 1, 1.0)
+    adv.step({spec.name: spec})
+    jobs.states.clear()  # the cluster restarted and forgot the job
+    adv.step({spec.name: spec})
+    assert jobs.submitted == [first, first] and reg.get_run(first).status == RunStatus.SUBMITTED
