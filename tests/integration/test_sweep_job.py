@@ -39,7 +39,7 @@ def test_sweep_runs_as_an_idempotent_ray_job_and_scores_champion_on_same_holdout
     spec = load_jobspec(ROOT / "configs" / "demo.yaml")
     runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
     uris = write_batch(tmp_path / "b1", 2, 800, drift=0.0, seed=3)
-    run_id = f"r-test{int(time.time() * 1000) % 10**9}"
+    run_id = "r-sweeptest0000001"  # fixed: the sampler seed derives from it, so the sweep is reproducible
     out = _submit(runner, tmp_path, run_id, spec, uris)
     assert runner.submit(run_id, out / "request.json", spec.code_dir()) is False  # same id: a no-op
     assert _wait(runner, run_id) == "SUCCEEDED", runner.logs_tail(run_id)
@@ -67,7 +67,7 @@ def test_sweep_runs_as_an_idempotent_ray_job_and_scores_champion_on_same_holdout
 def test_a_failing_sweep_is_reported_failed(ray_services, tmp_path):
     spec = load_jobspec(ROOT / "configs" / "demo.yaml")
     runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
-    run_id = f"r-bad{int(time.time() * 1000) % 10**9}"
+    run_id = "r-sweeptestbad0001"
     _submit(runner, tmp_path, run_id, spec, [str(tmp_path / "missing.parquet")])
     assert _wait(runner, run_id) == "FAILED"
     assert "DataError" in runner.logs_tail(run_id, 40)
