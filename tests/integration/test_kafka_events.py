@@ -10,8 +10,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from conformance.event_source_suite import EventSourceConformance
+from conformance.event_source_suite import drain as _drain
 from streamtune.dev.kafka import ensure_topic
-from streamtune.events import DataArrival, EventProducer, EventRecord, KafkaEventSource
+from streamtune.events import DataArrival, EventProducer, KafkaEventSource
 from streamtune.events.source import ERROR_HEADER
 
 pytestmark = pytest.mark.integration
@@ -31,16 +32,6 @@ def _events(n: int, dataset: str = "sales") -> list[DataArrival]:
         DataArrival(dataset=dataset, uris=[f"/data/{dataset}/part-{i}.parquet"], num_rows=10 + i)
         for i in range(n)
     ]
-
-
-def _drain(source: KafkaEventSource, want: int, timeout_s: float = 30) -> list[EventRecord]:
-    """Poll until ``want`` records arrived (the first poll also joins the group)."""
-    records: list[EventRecord] = []
-    deadline = time.monotonic() + timeout_s
-    while len(records) < want and time.monotonic() < deadline:
-        records.extend(source.poll(timeout_s=0.5))
-    assert len(records) == want, f"got {len(records)} of {want} records: {records}"
-    return records
 
 
 def _group() -> str:
