@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamtune.config.settings import Settings
-from streamtune.dev import LocalKafka
+from streamtune.dev import LocalKafka, kafka_jars
 from streamtune.dev import kafka as kafka_mod
 from streamtune.errors import ServiceError
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_packaged_pom_is_the_deploy_pom() -> None:
     packaged = (REPO / "platform/streamtune/dev/kafka_pom.xml").read_text()
     assert packaged == (REPO / "deploy/kafka/pom.xml").read_text()
-    assert kafka_mod._pom_text() == packaged
+    assert kafka_jars._pom_text() == packaged
     assert "<kafka.version>4.1.1</kafka.version>" in packaged
     assert "log4j-slf4j-impl" in packaged
 
@@ -46,30 +46,30 @@ def test_server_properties_is_a_single_node_kraft_broker(tmp_path: Path) -> None
     ],
 )
 def test_java_major_version(output: str, major: int | None) -> None:
-    assert kafka_mod._java_major(output) == major
+    assert kafka_jars._java_major(output) == major
 
 
 def test_missing_java_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kafka_mod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kafka_jars.shutil, "which", lambda name: None)
     with pytest.raises(ServiceError) as info:
-        kafka_mod._require_java()
+        kafka_jars._require_java()
     assert info.value.headline == "Java not found; the local Kafka broker needs Java 17+"
     assert info.value.fix is not None and "openjdk-17-jre-headless" in info.value.fix
 
 
 def test_missing_maven_says_how_to_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(kafka_mod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(kafka_jars.shutil, "which", lambda name: None)
     with pytest.raises(ServiceError) as info:
-        kafka_mod.fetch_jars("4.1.1", tmp_path / "libs")
+        kafka_jars.fetch_jars("4.1.1", tmp_path / "libs")
     assert "Maven (mvn) not found" in info.value.headline
 
 
 def test_fetch_skips_when_marker_exists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     libs = tmp_path / "kafka-4.1.1" / "libs"
     libs.mkdir(parents=True)
-    (libs / kafka_mod.COMPLETE_MARKER).write_text("done")
+    (libs / kafka_jars.COMPLETE_MARKER).write_text("done")
     monkeypatch.setenv("STREAMTUNE_CACHE", str(tmp_path))
-    monkeypatch.setattr(kafka_mod.shutil, "which", lambda name: None)  # Maven is not even looked for
+    monkeypatch.setattr(kafka_jars.shutil, "which", lambda name: None)  # Maven is not even looked for
     assert LocalKafka(Settings(home=tmp_path / "home")).ensure_jars() == libs
 
 

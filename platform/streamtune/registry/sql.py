@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -30,40 +29,9 @@ from pydantic import ValidationError
 from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus
+from streamtune.registry.sqlite_schema import _SCHEMA, SCHEMA_VERSION, _dumps, _loads, parse_sqlite_url
 
 __all__ = ["SCHEMA_VERSION", "SqlRegistry", "parse_sqlite_url"]
-
-SCHEMA_VERSION = 1
-_URL_RULE = "must be sqlite:///<absolute path> (e.g. sqlite:////home/me/registry.db) or sqlite:///:memory:"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS specs (
-    name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS consumer_offsets (
-    grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    updated_at REAL NOT NULL, PRIMARY KEY (grp, topic, part));
-CREATE TABLE IF NOT EXISTS windows (
-    key TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE, spec_name TEXT NOT NULL,
-    dataset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, event_ids TEXT NOT NULL,
-    offsets TEXT NOT NULL, num_rows INTEGER NOT NULL, uris TEXT NOT NULL, created_at REAL NOT NULL,
-    updated_at REAL NOT NULL, sweep TEXT, gate TEXT, model_version INTEGER, error TEXT,
-    timings TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS runs_by_spec ON runs (spec_name, created_at);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
-CREATE TABLE IF NOT EXISTS models (
-    name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, artifact_uri TEXT NOT NULL,
-    params TEXT NOT NULL, metrics TEXT NOT NULL, lineage TEXT NOT NULL, created_at REAL NOT NULL,
-    PRIMARY KEY (name, version), UNIQUE (name, run_id));
-CREATE TABLE IF NOT EXISTS aliases (
-    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, updated_at REAL NOT NULL,
-    PRIMARY KEY (name, alias));
-CREATE TABLE IF NOT EXISTS alias_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER,
-    previous INTEGER, reason TEXT NOT NULL, at REAL NOT NULL);
-"""
 
 _RUN_COLUMNS = tuple(RunRecord.model_fields)
 _JSON_RUN_COLUMNS = frozenset({"event_ids", "offsets", "uris", "sweep", "gate", "timings"})
@@ -72,57 +40,6 @@ _MODEL_COLUMNS = tuple(ModelVersion.model_fields)
 _MODEL_BY_RUN = "SELECT * FROM models WHERE name = ? AND run_id = ?"
 _MODEL_BY_VERSION = "SELECT * FROM models WHERE name = ? AND version = ?"
 _ALIAS_VERSION = "SELECT version FROM aliases WHERE name = ? AND alias = ?"
-_POSTGRES_FIX = "use a SQLite URL such as sqlite:////abs/path/registry.db; it is the supported registry"
-
-
-def parse_sqlite_url(url: str) -> str:
-    """Return the database path in a ``sqlite:///`` URL (``":memory:"`` for an in-memory database).
-
-    Raises:
-        RegistryError: the URL is not a SQLite URL with an absolute path, naming the value and the rule.
-
-    Example:
-        >>> parse_sqlite_url("sqlite:////var/lib/st/registry.db")
-        '/var/lib/st/registry.db'
-    """
-    if not isinstance(url, str):
-        raise RegistryError(f'Got "{url!r}" for registry_url; {_URL_RULE}')
-    if url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
-        raise RegistryError(
-            f'Got "{url}" for registry_url; Postgres registries are not supported yet', fix=_POSTGRES_FIX
-        )
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        return ":memory:"
-    if not url.startswith("sqlite:///"):
-        fix = f"use sqlite:///{Path(url).resolve()}" if "://" not in url else None
-        raise RegistryError(f'Got "{url}" for registry_url; {_URL_RULE}', fix=fix)
-    path = url[len("sqlite:///") :]
-    if not path.startswith("/") or path.strip("/") == "":
-        fix = f"use sqlite:///{Path(path).resolve()}" if path.strip("/") else None
-        raise RegistryError(
-            f'Got "{url}" for registry_url; {_URL_RULE} (a relative path would depend on the working '
-            "directory, so the CLI and the controller could open different files)",
-            fix=fix,
-        )
-    return "/" + path.lstrip("/")
-
-
-def _dumps(value: Any, what: str) -> str:
-    def default(obj: Any) -> Any:
-        # numpy scalars and arrays, e.g. Optuna params or metrics, have .item() / .tolist()
-        for attr in ("tolist", "item"):
-            if hasattr(obj, attr):
-                return getattr(obj, attr)()
-        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-    try:
-        return json.dumps(value, default=default, sort_keys=True, allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        raise RegistryError(f"cannot store {what} as JSON: {exc}") from exc
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 def _status_values(status: RunStatus | str | list[RunStatus | str]) -> list[str]:
