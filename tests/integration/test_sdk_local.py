@@ -7,7 +7,7 @@ import uuid
 import pytest
 import yaml
 
-from streamtune import Client, DataArrival, JobSpec, Settings
+from streamtune import Client, DataArrival, JobSpec, Settings, SwapError
 from streamtune.dev.synthetic import make_sales
 from streamtune.registry.records import RunStatus
 
@@ -55,8 +55,12 @@ def test_inline_events_promote_rollback_and_bad_batch(kafka_bootstrap, ray_servi
         assert report["version"] == 1 and report["flip_s"] < 1.0
         assert client.predict("sdkapp", [ROW])["version"] == 1
         assert client.champion("sdk-gbdt").version == 1
-        client.promote("sdk-gbdt", 2)
+        # a second, non-embedded client (as the CLI uses) joins the running Ray and promotes too
+        other = Client(settings)
+        assert other.promote("sdk-gbdt", 2)["version"] == 2
         assert client.predict("sdkapp", [ROW])["version"] == 2
+        with pytest.raises(SwapError, match="no such version"):
+            other.promote("sdk-gbdt", 9)
 
         bad = _publish_and_wait(client, spec, _events(2, drift=0.0, seed=13, drop_label=True))
         assert bad.status == RunStatus.FAILED and 'label "sales" is missing' in bad.error

@@ -54,3 +54,14 @@ def test_bad_setting_names_the_environment_variable(home, monkeypatch):
 def test_missing_spec_file(home):
     result = runner.invoke(app, ["submit", str(home / "nope.yaml")])
     assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_promote_unknown_version_is_a_user_error(home):
+    runner.invoke(app, ["submit", str(ROOT / "configs" / "demo.yaml")])
+    result = runner.invoke(app, ["promote", "sales-gbdt", "7"])
+    assert result.exit_code == 1 and 'Got "7" for version of model sales-gbdt' in result.output
+
+
+def test_rollback_without_history_is_a_user_error(home):
+    result = runner.invoke(app, ["rollback", "sales-gbdt"])
+    assert result.exit_code == 1 and "no previous champion" in result.output

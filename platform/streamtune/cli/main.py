@@ -181,6 +181,31 @@ def models(name: str = typer.Option(None, help="Only versions of this model.")) 
     _guard(_models)
 
 
+@app.command()
+def promote(name: str = typer.Argument(..., help="Model (JobSpec) name."),
+            version: int = typer.Argument(..., help="Registered version to serve.")) -> None:
+    """Hot-swap a registered version into serving and make it the champion."""
+    from streamtune.sdk.client import Client
+
+    def _promote() -> None:
+        report = Client(Settings.from_env()).promote(name, version)
+        console.print(f"{name} v{report['version']} serving (was v{report['previous']}); "
+                      f"load {report['load_s']:.3f}s, flip {report['flip_s']:.3f}s")
+    _guard(_promote)
+
+
+@app.command()
+def rollback(name: str = typer.Argument(..., help="Model (JobSpec) name.")) -> None:
+    """Swap back to the previous champion."""
+    from streamtune.sdk.client import Client
+
+    def _rollback() -> None:
+        report = Client(Settings.from_env()).rollback(name)
+        console.print(f"{name} rolled back to v{report['version']} (was v{report['previous']}); "
+                      f"flip {report['flip_s']:.3f}s")
+    _guard(_rollback)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -69,16 +69,20 @@ def _loop(client: Client, spec: JobSpec, settings: Settings, console: Console, s
           timeout_s: float) -> dict[str, Any]:
     client.submit(spec)
     data_dir = settings.home / "data" / spec.dataset.name / f"demo-{int(time.time())}"
+    console.log(f"batch 1: writing Parquet under {data_dir} and publishing data-arrival events to "
+                f"{spec.trigger.topic}")
     ids1 = _publish_batch(client, spec, data_dir / "batch-1", drift=0.0, seed=1)
-    run1 = _wait(client, console, ids1, "v1", timeout_s)
+    run1 = _wait(client, console, ids1, "batch 1", timeout_s)
     url = f"http://127.0.0.1:{settings.serve_port}/{spec.serve.app}"
     load = LoadGenerator(url, {"rows": [SAMPLE_ROW]}, threads=2, max_s=timeout_s)
     runs = [run1]
     if run1.status == RunStatus.PROMOTED:
+        console.log(f"v{run1.model_version} serving; load generator started against {url}")
         load.start()
         time.sleep(1.0)
+        console.log("batch 2 (drifted): publishing; the retrain is hot-swapped in while requests flow")
         ids2 = _publish_batch(client, spec, data_dir / "batch-2", drift=1.0, seed=2)
-        runs.append(_wait(client, console, ids2, "v2", timeout_s))
+        runs.append(_wait(client, console, ids2, "batch 2", timeout_s))
         time.sleep(1.5)  # keep the load on after the flip
     stats = load.stop() if load._workers else load.stats()
     summary = _summary(client, spec, runs, stats, services_s)

@@ -43,6 +43,7 @@ class Client:
         self._producer: Any = None
         self._closers: list[Callable[[], None]] = []
         self.controller: Any = None
+        self._hub_joined: Any = None
 
     @classmethod
     def local(cls, settings: Settings | None = None, *, controller: bool = True) -> Client:
@@ -132,7 +133,7 @@ class Client:
         return self.registry.get_alias(name, "champion")
 
     def promote(self, name: str, version: int) -> dict[str, Any]:
-        """Hot-swap a registered version into serving and make it champion (needs an embedded controller)."""
+        """Hot-swap a registered version into serving and make it champion; returns the swap report."""
         mv = self.registry.get_model(name, version)
         if mv is None:
             raise SwapError(f'Got "{version}" for version of model {name}; no such version is registered')
@@ -149,9 +150,19 @@ class Client:
         return self.promote(name, history[-1].previous)
 
     def _hub(self) -> Any:
-        if self.controller is None:
-            raise StreamtuneError("promote/rollback need the embedded controller", fix="use Client.local()")
-        return self.controller.advancer.services
+        """The serving hub: the embedded controller's, or one joined to the cluster of ``streamtune up``."""
+        if self.controller is not None:
+            return self.controller.advancer.services
+        if self._hub_joined is None:
+            from streamtune.controller import ServeHub
+            from streamtune.dev.ray import LocalRay
+
+            settings = self.settings
+            if settings.ray_address is None:
+                settings = settings.model_copy(update={"ray_address": f"127.0.0.1:{settings.ray_port}"})
+            LocalRay(settings).start()
+            self._hub_joined = ServeHub(self.settings)
+        return self._hub_joined
 
     def predict(self, app: str, rows: list[dict[str, Any]], timeout_s: float = 10) -> dict[str, Any]:
         """POST rows to the Serve app; returns {"version": ..., "predictions": [...]}."""
