@@ -174,7 +174,8 @@ def models(name: str = typer.Option(None, help="Only versions of this model.")) 
         table = Table("model", "version", "run", "metrics", "champion", "artifact")
         for m in client.models(name):
             champ = client.champion(m.name)
-            metrics = ", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items() if isinstance(v, float))[:60]
+            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.metrics.items(), key=lambda kv: not
+                                kv[0].startswith("holdout_")) if isinstance(v, float))
             table.add_row(m.name, str(m.version), m.run_id, metrics,
                           "*" if champ and champ.version == m.version else "", m.artifact_uri)
         console.print(table)

@@ -157,9 +157,15 @@ class RunAdvancer:
         return self.registry.update_run(run.run_id, **fields)
 
 
+# What Ray Tune adds to every reported result; the model's metrics are what the job reported.
+_TUNE_AUTOFILLED = {"training_iteration", "iterations_since_restore", "time_this_iter_s", "time_total_s",
+                    "time_since_restore", "timestamp", "pid", "done", "trial_id", "date", "hostname", "node_ip",
+                    "experiment_tag"}
+
+
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return {k: float(v) for k, v in keep.items() if not k.startswith(("time", "timestamp", "pid", "done"))}
+    return {k: float(v) for k, v in metrics.items()
+            if k not in _TUNE_AUTOFILLED and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _lineage(run: RunRecord, result: SweepResult) -> dict[str, Any]:
