@@ -25,7 +25,7 @@ from streamtune.sweeps.runner import run_tune  # noqa: E402
 def spec(gpu: float) -> JobSpec:
     return JobSpec.parse({
         "name": "gpu-check", "dataset": {"name": "d", "label": "y"},
-        "job": {"entrypoint": "gpujobs.probe:Probe", "code": str(ROOT / "gpujobs" / "gpujobs"),
+        "job": {"entrypoint": "benchjobs.probe:Probe", "code": str(ROOT / "benchjobs" / "benchjobs"),
                 "params": {"steps": 5, "matmuls": 300, "n": 3072}},
         "sweep": {"metric": "loss", "mode": "min", "num_samples": 8, "max_concurrent": 8, "max_t": 5,
                   "grace_period": 5, "scheduler": "fifo", "resources": {"cpu": 1, "gpu": gpu},
@@ -41,7 +41,7 @@ def max_overlap(trials: list) -> int:
 
 def main() -> None:
     table = pa.table({"x": [1.0, 2.0], "y": [0.0, 1.0]})
-    ray.init(num_cpus=8, log_to_driver=False, runtime_env={"py_modules": [str(ROOT / "gpujobs" / "gpujobs")]})
+    ray.init(num_cpus=8, log_to_driver=False, runtime_env={"py_modules": [str(ROOT / "benchjobs" / "benchjobs")]})
     out: dict = {"gpus": ray.cluster_resources().get("GPU"), "runs": {}}
     for gpu in (1.0, 0.5, 0.25):
         t0 = time.perf_counter()
