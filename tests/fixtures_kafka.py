@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from streamtune.config.settings import Settings
-from streamtune.dev.kafka import LocalKafka
+from streamtune.embedded.kafka import LocalKafka
 
 
 def _free_port_pair() -> int:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from streamtune.config.settings import Settings
-from streamtune.dev.ray import LocalRay
+from streamtune.embedded.ray import LocalRay
 
 
 def free_port() -> int:

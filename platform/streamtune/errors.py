@@ -58,6 +58,18 @@ class RegistryError(StreamtuneError):
     """The registry could not read or write a record."""
 
 
+class NotFoundError(StreamtuneError):
+    """A run, command, spec, model or version that was asked for does not exist."""
+
+
+class FencedError(RegistryError):
+    """A write came from a controller whose lease is no longer current (a stale leader); it was refused."""
+
+
+class CommandFailed(StreamtuneError):
+    """The controller carried out a command and it failed; the headline is the controller's reason."""
+
+
 class SwapError(StreamtuneError):
     """A hot-swap did not complete on every replica."""
 

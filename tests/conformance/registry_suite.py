@@ -16,8 +16,10 @@ import time
 
 import pytest
 
-from streamtune.errors import RegistryError
-from streamtune.registry import Registry, RunRecord, RunStatus, run_id_for
+from streamtune.config.jobspec import JobSpec
+from streamtune.errors import FencedError, RegistryError
+from streamtune.registry import CommandOutcome, CommandStatus, Registry, RunRecord, RunStatus, run_id_for
+from streamtune.registry.commands import CancelRun, Promote, RunNow, SubmitSpec
 
 
 def make_run(dataset: str = "clicks", first: int = 0, last: int = 9, **kw: object) -> RunRecord:
@@ -48,6 +50,14 @@ def register(reg: Registry, name: str = "ctr", run_id: str = "r-1", **kw: object
     return reg.register_model(name, run_id, **args)
 
 
+def make_spec(name: str = "ctr", min_rows: int = 100) -> JobSpec:
+    return JobSpec.model_validate({
+        "name": name, "dataset": {"name": "clicks", "label": "y"}, "trigger": {"min_rows": min_rows},
+        "job": {"entrypoint": "jobs.x:Job"}, "serve": {"app": name},
+        "sweep": {"metric": "auc", "mode": "max", "space": {"a": {"type": "int", "low": 1, "high": 3}}},
+    })
+
+
 class RegistryConformance:
     """The registry contract. Subclasses provide a ``registry`` fixture."""
 
@@ -55,14 +65,23 @@ class RegistryConformance:
 
     def test_spec_roundtrip_and_upsert(self, registry: Registry) -> None:
         assert registry.get_spec("ctr") is None
-        registry.put_spec("ctr", {"name": "ctr", "trigger": {"min_rows": 100}})
-        registry.put_spec("ctr", {"name": "ctr", "trigger": {"min_rows": 200}})
-        assert registry.get_spec("ctr") == {"name": "ctr", "trigger": {"min_rows": 200}}
+        registry.put_spec(make_spec(min_rows=100))
+        stored = registry.put_spec(make_spec(min_rows=200))
+        assert stored.spec == make_spec(min_rows=200) and not stored.paused
+        assert registry.get_spec("ctr") == stored
 
     def test_list_specs_is_ordered_by_name(self, registry: Registry) -> None:
         for name in ("zeta", "alpha", "mid"):
-            registry.put_spec(name, {"name": name})
-        assert [s["name"] for s in registry.list_specs()] == ["alpha", "mid", "zeta"]
+            registry.put_spec(make_spec(name))
+        assert [s.name for s in registry.list_specs()] == ["alpha", "mid", "zeta"]
+
+    def test_pause_survives_resubmission_and_unknown_spec_is_named(self, registry: Registry) -> None:
+        registry.put_spec(make_spec())
+        assert registry.set_spec_paused("ctr", True).paused
+        assert registry.put_spec(make_spec(min_rows=300)).paused
+        assert not registry.set_spec_paused("ctr", False).paused
+        with pytest.raises(RegistryError, match='"ghost"'):
+            registry.set_spec_paused("ghost", True)
 
     # -- commit_window -----------------------------------------------------------------------------
 
@@ -97,6 +116,20 @@ class RegistryConformance:
         assert registry.load_offsets("g1") == {("data", 0): 20, ("data", 1): 5}
         assert registry.load_offsets("g2") == {("data", 0): 3}
         assert registry.load_offsets("nobody") == {}
+
+    def test_stored_offsets_never_move_backwards_except_by_a_recorded_reset(self, registry: Registry) -> None:
+        registry.commit_window("g", {("data", 0): 20, ("data", 1): 5}, {}, [])
+        with pytest.raises(RegistryError, match="only move forward"):
+            registry.commit_window("g", {("data", 0): 19, ("data", 1): 9}, {"w": {"rows": 1}}, [make_run()])
+        assert registry.load_offsets("g") == {("data", 0): 20, ("data", 1): 5}
+        assert registry.load_windows() == {} and registry.list_runs() == []
+        with pytest.raises(RegistryError, match="reason"):
+            registry.reset_offsets("g", {("data", 0): 0}, reason="", actor="ops")
+        resets = registry.reset_offsets("g", {("data", 0): 0}, reason="topic recreated", actor="ops")
+        assert [(r.topic, r.partition, r.previous, r.offset) for r in resets] == [("data", 0, 20, 0)]
+        assert registry.load_offsets("g") == {("data", 0): 0, ("data", 1): 5}
+        assert [(r.reason, r.actor) for r in registry.offset_resets("g")] == [("topic recreated", "ops")]
+        assert registry.offset_resets("other") == []
 
     def test_commit_window_replaces_and_deletes_window_state(self, registry: Registry) -> None:
         registry.commit_window("g", {}, {"a": {"rows": 1}, "b": {"rows": 2}, "c": {"rows": 3}}, [])
@@ -273,11 +306,92 @@ class RegistryConformance:
         assert registry.get_alias("ctr", "champion") is None
         assert [e.version for e in registry.alias_history("ctr", "champion")] == [1, None]
 
+    # -- commands ----------------------------------------------------------------------------------
+
+    def test_commands_are_appended_pending_and_finish_with_outcome_or_error(self, registry: Registry) -> None:
+        first = registry.append_command(SubmitSpec(spec=make_spec()), actor="ana", reason="new model")
+        second = registry.append_command(Promote(model="ctr", version=2), actor="bo")
+        third = registry.append_command(CancelRun(run_id="r-1"), actor="cy", reason="wrong data")
+        assert first.status is CommandStatus.PENDING and first.command.spec == make_spec()
+        assert registry.get_command(first.id) == first and registry.get_command("c-nope") is None
+        queue = registry.list_commands([CommandStatus.PENDING], oldest_first=True)
+        assert [c.id for c in queue] == [first.id, second.id, third.id]
+        assert [c.id for c in registry.list_commands(limit=2)] == [third.id, second.id]
+        running = registry.start_command(first.id, "ctl-1")
+        assert (running.status, running.controller) == (CommandStatus.RUNNING, "ctl-1") and running.started_at
+        done = registry.finish_command(first.id, outcome=CommandOutcome(message="stored", run_id="r-9"))
+        failed = registry.finish_command(second.id, error='Got "2" for version of model ctr')
+        assert (done.status, done.outcome.run_id) == (CommandStatus.SUCCEEDED, "r-9") and done.finished_at
+        assert (failed.status, failed.error) == (CommandStatus.FAILED, 'Got "2" for version of model ctr')
+        assert [c.id for c in registry.list_commands(["pending", "running"])] == [third.id]
+        assert registry.get_command(third.id).reason == "wrong data"
+
+    def test_command_errors_are_named(self, registry: Registry) -> None:
+        with pytest.raises(RegistryError, match="actor"):
+            registry.append_command(RunNow(spec="ctr"), actor="")
+        with pytest.raises(RegistryError, match="c-missing"):
+            registry.start_command("c-missing", "ctl")
+        cmd = registry.append_command(RunNow(spec="ctr"), actor="ana")
+        with pytest.raises(RegistryError, match="exactly one"):
+            registry.finish_command(cmd.id)
+        with pytest.raises(RegistryError, match="bogus"):
+            registry.list_commands("bogus")
+
+    # -- the lease and fencing -----------------------------------------------------------------------
+
+    def test_lease_is_exclusive_until_it_lapses_and_each_new_holder_gets_a_higher_token(
+        self, registry: Registry
+    ) -> None:
+        a = registry.acquire_lease("controller", "a", ttl_s=0.3)
+        assert a is not None and a.token == 1
+        assert registry.acquire_lease("controller", "b", ttl_s=10) is None
+        again = registry.acquire_lease("controller", "a", ttl_s=0.3)
+        assert again is not None and again.token == 1  # the holder keeps its token
+        time.sleep(0.35)
+        b = registry.acquire_lease("controller", "b", ttl_s=10)
+        assert b is not None and (b.holder, b.token) == ("b", 2)
+        with pytest.raises(FencedError, match="b holds token 2"):
+            registry.renew_lease(a, ttl_s=10)
+        renewed = registry.renew_lease(b, ttl_s=10)
+        assert renewed.expires_at >= b.expires_at and renewed.token == 2
+        registry.release_lease(a)  # not ours any more: a no-op
+        assert not registry.get_lease("controller").expired()
+        registry.release_lease(b)
+        assert registry.get_lease("controller").expired()
+        c = registry.acquire_lease("controller", "c", ttl_s=10)
+        assert c is not None and c.token == 3
+        assert registry.get_lease("other") is None
+
+    def test_a_stale_leaders_writes_are_refused_and_change_nothing(self, registry: Registry) -> None:
+        old = registry.acquire_lease("controller", "old", ttl_s=0.05)
+        assert old is not None
+        registry.fence(old)
+        registry.commit_window("g", {("data", 0): 5}, {}, [make_run()])  # current: allowed
+        time.sleep(0.06)
+        assert registry.acquire_lease("controller", "new", ttl_s=10) is not None
+        writes = [
+            lambda: registry.commit_window("g", {("data", 0): 9}, {"w": {"n": 1}}, [make_run(first=10, last=19)]),
+            lambda: registry.put_spec(make_spec()),
+            lambda: registry.update_run(make_run().run_id, status="running"),
+            lambda: register(registry, "ctr", "r-x"),
+            lambda: registry.reset_offsets("g", {("data", 0): 0}, reason="x", actor="y"),
+        ]
+        for write in writes:
+            with pytest.raises(FencedError, match="write refused: old wrote with lease token 1"):
+                write()
+        assert registry.load_offsets("g") == {("data", 0): 5} and registry.load_windows() == {}
+        assert [r.status for r in registry.list_runs()] == [RunStatus.PENDING]
+        assert registry.list_specs() == [] and registry.list_models() == []
+        # callers' commands are never fenced; lifting the fence lets writes through again
+        assert registry.append_command(RunNow(spec="ctr"), actor="ana").status is CommandStatus.PENDING
+        registry.fence(None)
+        registry.put_spec(make_spec())
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def test_closed_registry_raises(self, registry: Registry) -> None:
         with registry as reg:
-            reg.put_spec("x", {})
+            reg.put_spec(make_spec("x"))
         with pytest.raises(RegistryError, match="closed"):
             registry.get_spec("x")
         registry.close()  # closing twice is fine

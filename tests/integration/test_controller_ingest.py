@@ -9,9 +9,9 @@ from kafka import KafkaConsumer
 
 from streamtune.config import JobSpec
 from streamtune.controller.ingest import Ingestor
-from streamtune.dev.kafka import ensure_topic
 from streamtune.events import DataArrival, EventProducer, KafkaEventSource
 from streamtune.registry import SqlRegistry
+from streamtune.runtime.kafka import ensure_topic
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from conformance.event_source_suite import EventSourceConformance
 from conformance.event_source_suite import drain as _drain
-from streamtune.dev.kafka import ensure_topic
 from streamtune.events import DataArrival, EventProducer, KafkaEventSource
 from streamtune.events.source import ERROR_HEADER
+from streamtune.runtime.kafka import ensure_topic
 
 pytestmark = pytest.mark.integration
 

@@ -113,9 +113,13 @@ def test_job_code_is_not_on_the_drivers_path() -> None:
 
 
 def test_before_any_swap_answers_503_and_names_bad_bodies(service: ModelService) -> None:
-    replicas = service.status()["live_replicas"]
-    service.deploy()  # idempotent: a second call leaves the replicas alone
-    assert service.status()["live_replicas"] == replicas and len(replicas) == 2
+    board = service.status().board
+    assert board is not None
+    replicas = board.live_replicas
+    assert service.deploy() is False  # idempotent: a second call leaves the replicas alone
+    again = service.status().board
+    assert again is not None and again.live_replicas == replicas and len(replicas) == 2
+    assert again.board_id == board.board_id
     response = requests.post(service.url, json={"rows": ROWS}, timeout=10)
     assert response.status_code == 503
     assert "no model loaded" in response.json()["error"]
@@ -181,8 +185,11 @@ def test_tampered_artifact_is_refused_and_current_keeps_serving(
     with pytest.raises(SwapError, match="does not match its manifest"):
         service.swap(3, str(folder), timeout_s=60)
     assert service.predict(ROWS)["version"] == 1
-    status = service.status()
-    assert status["active"]["version"] == 1 and status["target"] is None
+    board = service.status().board
+    assert board is not None and board.active is not None
+    assert board.active.version == 1 and board.target is None
+    assert board.last_swap is not None and board.last_swap.aborted == "load failed"
+    assert board.last_swap.failure is not None and "manifest" in board.last_swap.failure.reason
 
 
 def test_failing_load_is_refused_with_the_replicas_reason(service: ModelService, artifacts: Path) -> None:
@@ -204,11 +211,12 @@ def test_canary_with_failing_candidate_rolls_back(service: ModelService, artifac
         time.sleep(0.8)
     report = info.value.report
     show("canary v5 rolled back", report, load)
-    assert report.rolled_back and report.canary["errors"] > 0
+    assert report.rolled_back and report.canary is not None and report.canary.errors > 0
     assert {r[3] for r in load.failures()} == {5}  # only the candidate's canary share failed
     assert set(load.versions(started_after=done)) == {1}
     assert all(r[2] == 200 for r in load.records if r[0] >= done)
-    assert service.status()["active"]["version"] == 1
+    board = service.status().board
+    assert board is not None and board.active is not None and board.active.version == 1
 
 
 def test_canary_with_good_candidate_promotes(service: ModelService, artifacts: Path) -> None:
@@ -221,14 +229,14 @@ def test_canary_with_good_candidate_promotes(service: ModelService, artifacts: P
         time.sleep(0.5)
     show("canary v6 promoted", report, load)
     assert load.failures() == []
-    assert report.canary is not None and report.canary["requests"] > 0 and report.canary["errors"] == 0
+    assert report.canary is not None and report.canary.requests > 0 and report.canary.errors == 0
     assert set(load.versions(started_after=done)) == {6}
     status = service.status()
-    assert status["serve_status"] == "RUNNING"
-    assert len(status["live_replicas"]) == 2
-    for replica in status["replicas"].values():
-        if replica["live"]:
-            assert replica["active"] == 6 and {1, 6} <= set(replica["loaded"])
+    assert status.serve_status == "RUNNING" and status.board is not None
+    assert len(status.board.live_replicas) == 2
+    for replica in status.board.live():
+        assert replica.active == 6 and {1, 6} <= set(replica.loaded)
+    assert status.board.counters[6].requests > 0
 
 
 def test_scaling_up_warm_starts_new_replicas_on_the_active_version(
@@ -242,6 +250,6 @@ def test_scaling_up_warm_starts_new_replicas_on_the_active_version(
     print(f"\n[scale 2->3 under load] requests={len(load.records)} failures={len(load.failures())}")
     assert load.failures() == []
     assert set(load.versions()) == {6}
-    status = bigger.status()
-    assert len(status["live_replicas"]) == 3
-    assert all(status["replicas"][r]["active"] == 6 for r in status["live_replicas"])
+    board = bigger.status().board
+    assert board is not None and len(board.live_replicas) == 3
+    assert all(replica.active == 6 for replica in board.live())

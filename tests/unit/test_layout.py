@@ -48,7 +48,7 @@ def test_job_template_is_importable_as_a_job():
 
 def test_jobs_url_follows_the_ray_address():
     from streamtune.config import Settings
-    from streamtune.dev.ray import LocalRay
+    from streamtune.embedded.ray import LocalRay
 
     assert LocalRay(Settings()).jobs_url == "http://127.0.0.1:8265"
     assert LocalRay(Settings(ray_address="head-svc:6379")).jobs_url == "http://head-svc:8265"

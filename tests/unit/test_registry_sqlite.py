@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from conformance.registry_suite import RegistryConformance, make_run, register
+from conformance.registry_suite import RegistryConformance, make_run, make_spec, register
 from streamtune.errors import RegistryError
 from streamtune.registry import (
     Registry,
@@ -136,6 +136,36 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     assert "upgrade streamtune" in info.value.fix
 
 
+_V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE specs (name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE, spec_name TEXT NOT NULL,
+    dataset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, event_ids TEXT NOT NULL,
+    offsets TEXT NOT NULL, num_rows INTEGER NOT NULL, uris TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, sweep TEXT, gate TEXT, model_version INTEGER, error TEXT, timings TEXT NOT NULL);
+INSERT INTO schema_version VALUES (1);
+"""
+
+
+def test_a_version_1_registry_is_migrated_in_place(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "registry.db"
+    with sqlite3.connect(path) as raw:
+        raw.executescript(_V1_SCHEMA)
+        raw.execute("INSERT INTO specs VALUES ('ctr', ?, 1.0)", (json.dumps(make_spec().model_dump(mode="json")),))
+        raw.execute("INSERT INTO runs (run_id, spec_name, dataset, status, reason, event_ids, offsets, num_rows, uris, "
+                    "created_at, updated_at, timings) VALUES ('r-1', 'ctr', 'clicks', 'promoted', 'min_rows', '[]', "
+                    "'{}', 5, '[]', 1.0, 1.0, '{}')")
+    with SqlRegistry(url_for(path)) as reg:
+        assert reg.get_spec("ctr").spec == make_spec() and not reg.get_spec("ctr").paused
+        assert reg.get_run("r-1").command_id is None and reg.get_run("r-1").status is RunStatus.PROMOTED
+        assert reg.acquire_lease("controller", "a", ttl_s=5) is not None
+    with sqlite3.connect(path) as raw:
+        assert max(raw.execute("SELECT version FROM schema_version").fetchall()) == (SCHEMA_VERSION,)
+
+
 def test_unwritable_location_is_a_registry_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -210,13 +240,13 @@ def test_reopen_after_close_keeps_everything(tmp_path: Path) -> None:
     url = url_for(tmp_path / "registry.db")
     run = make_run()
     with SqlRegistry(url) as reg:
-        reg.put_spec("ctr", {"name": "ctr"})
+        reg.put_spec(make_spec())
         reg.commit_window("g", {("data", 0): 10}, {"w": {"rows": 3}}, [run])
         reg.update_run(run.run_id, status="succeeded", timings={"sweep": 1.5})
         register(reg, "ctr", run.run_id)
         reg.set_alias("ctr", "champion", 1, reason="first")
     with SqlRegistry(url) as reg:
-        assert reg.get_spec("ctr") == {"name": "ctr"}
+        assert reg.get_spec("ctr").spec == make_spec()
         assert reg.load_offsets("g") == {("data", 0): 10}
         assert reg.load_windows() == {"w": {"rows": 3}}
         stored = reg.get_run(run.run_id)

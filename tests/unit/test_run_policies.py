@@ -36,7 +36,9 @@ class ScriptedJobs:
 
 
 class NoServing:
-    def swap(self, spec, version, uri):
+    fence = 0
+
+    def swap(self, spec, ref, rollout=None):
         raise AssertionError("no swap expected")
 
 
@@ -44,15 +46,15 @@ def _setup(tmp_path, policy):
     spec = load_jobspec(ROOT / "configs" / "demo.yaml")
     spec = spec.model_copy(update={"trigger": spec.trigger.model_copy(update={"on_running": policy})})
     reg = SqlRegistry(f"sqlite:///{tmp_path}/r.db")
-    reg.put_spec(spec.name, spec.model_dump(mode="json"))
+    record = reg.put_spec(spec)
     jobs = ScriptedJobs()
     adv = RunAdvancer(reg, jobs, NoServing(), str(tmp_path / "artifacts"))
-    return spec, reg, jobs, adv
+    return record, reg, jobs, adv
 
 
-def _window(reg, spec, i, t):
-    run = RunRecord(run_id=f"r-{i:016d}", spec_name=spec.name, dataset="sales", num_rows=10,
-                    offsets={"t:0": [i, i]}, created_at=t, updated_at=t)
+def _window(reg, record, i, t, **kw):
+    run = RunRecord(run_id=f"r-{i:016d}", spec_name=record.name, dataset="sales", num_rows=10,
+                    offsets={"t:0": [i, i]}, created_at=t, updated_at=t, **kw)
     reg.commit_window("g", {}, {}, [run])
     return run.run_id
 
@@ -96,3 +98,31 @@ def test_a_lost_job_is_resubmitted_under_the_same_id(tmp_path):
     jobs.states.clear()  # the cluster restarted and forgot the job
     adv.step({spec.name: spec})
     assert jobs.submitted == [first, first] and reg.get_run(first).status == RunStatus.SUBMITTED
+
+
+@pytest.mark.parametrize("policy", ["skip", "replace"])
+def test_manual_runs_are_always_queued(tmp_path, policy):
+    spec, reg, jobs, adv = _setup(tmp_path, policy)
+    first = _window(reg, spec, 1, 1.0)
+    adv.step({spec.name: spec})
+    manual = _window(reg, spec, 2, 2.0, reason="manual", command_id="c-0000000000000001")
+    adv.step({spec.name: spec})
+    assert reg.get_run(manual).status == RunStatus.PENDING and jobs.submitted == [first]
+    jobs.states[first] = "FAILED"
+    adv.step({spec.name: spec})
+    adv.step({spec.name: spec})
+    assert jobs.submitted == [first, manual]
+
+
+def test_a_paused_spec_starts_nothing_and_its_active_run_goes_on(tmp_path):
+    spec, reg, jobs, adv = _setup(tmp_path, "queue")
+    first, second = _window(reg, spec, 1, 1.0), _window(reg, spec, 2, 2.0)
+    adv.step({spec.name: spec})
+    paused = reg.set_spec_paused(spec.name, True)
+    jobs.states[first] = "FAILED"
+    adv.step({spec.name: paused})
+    adv.step({spec.name: paused})
+    assert reg.get_run(first).status == RunStatus.FAILED
+    assert jobs.submitted == [first] and reg.get_run(second).status == RunStatus.PENDING
+    adv.step({spec.name: reg.set_spec_paused(spec.name, False)})
+    assert jobs.submitted == [first, second]

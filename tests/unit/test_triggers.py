@@ -1,7 +1,10 @@
 """Trigger windows and the exactly-once ingest path (a scripted EventSource; the registry is real SQLite)."""
 
+import pytest
+
 from streamtune.config import JobSpec
 from streamtune.controller.ingest import Ingestor
+from streamtune.errors import RegistryError
 from streamtune.events.schema import DataArrival
 from streamtune.events.source import EventRecord, EventSource
 from streamtune.registry import SqlRegistry
@@ -103,10 +106,12 @@ def test_ingest_stores_offsets_window_and_run_together_and_resumes(tmp_path):
     assert run.event_ids == ["a", "b"] and run.num_rows == 110 and run.offsets == {"t:0": [0, 1]}
     assert reg.load_offsets("g") == {("t", 0): 3} and reg.load_windows() == {}
     assert ing2.bad_events == 1
-    # replaying the same window again inserts nothing: run ids derive from (dataset, offsets)
+    # an ingestor that forgot the stored offsets and replays the window cannot move them back, nor add a run
     ing3 = Ingestor(reg, "g", tmp_path / "inline")
     ing3.offsets = {}
-    assert ing3.step(ScriptedSource([_rec(0, _ev(60, "a")), _rec(1, _ev(50, "b"))]), specs) == []
+    with pytest.raises(RegistryError, match="only move forward"):
+        ing3.step(ScriptedSource([_rec(0, _ev(60, "a")), _rec(1, _ev(50, "b"))]), specs)
+    assert reg.load_offsets("g") == {("t", 0): 3} and len(reg.list_runs()) == 1
 
 
 def test_inline_rows_become_a_parquet_file(tmp_path):

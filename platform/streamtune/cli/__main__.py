@@ -1,3 +1,5 @@
+"""``python -m streamtune.cli``."""
+
 from streamtune.cli.main import main
 
 main()

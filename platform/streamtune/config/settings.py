@@ -47,6 +47,20 @@ class Settings(BaseModel):
         "streamtune.data.dlq", description="Topic that bad events are copied to, with the reason in a header."
     )
     consumer_group: str = Field("streamtune-controller", description="Kafka consumer group of the controller.")
+    serve_host: str = Field("127.0.0.1", description="Host Ray Serve's HTTP proxy binds to and clients call.")
+    lease_ttl: float = Field(
+        10.0, ge=1.0, le=600.0,
+        description="Seconds a controller's lease lasts without renewal; a standby takes over once it lapses.",
+    )
+    poll_interval: float = Field(
+        0.5, gt=0, le=10.0, description="Seconds the controller waits for events in one turn of its loop."
+    )
+    reconcile_interval: float = Field(
+        5.0, gt=0, le=600.0, description="Seconds between checks that serving matches the registry's champions."
+    )
+    command_timeout: float = Field(
+        300.0, gt=0, description="Seconds the SDK waits for the controller to carry out a command."
+    )
 
     def model_post_init(self, __context: Any) -> None:
         self.home = self.home.expanduser().resolve()
@@ -81,3 +95,46 @@ class Settings(BaseModel):
     def log_dir(self) -> Path:
         """Folder for service logs."""
         return self.home / "logs"
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` of Kafka: ``kafka_bootstrap``, or the local broker on ``kafka_port``.
+
+        Example:
+            >>> Settings(home="/tmp/st", kafka_port=19500).bootstrap
+            '127.0.0.1:19500'
+        """
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def ray_join_address(self) -> str:
+        """Address to join Ray at: ``ray_address``, or the local head on ``ray_port``.
+
+        Example:
+            >>> Settings(home="/tmp/st").ray_join_address
+            '127.0.0.1:6389'
+        """
+        return self.ray_address or f"127.0.0.1:{self.ray_port}"
+
+    @property
+    def jobs_url(self) -> str:
+        """URL of the Ray Jobs API (the dashboard) of the cluster streamtune uses.
+
+        Example:
+            >>> Settings(home="/tmp/st", ray_address="ray://10.0.0.5:10001").jobs_url
+            'http://10.0.0.5:8265'
+        """
+        address = self.ray_address
+        if address and address.startswith("http"):
+            return address
+        host = address.removeprefix("ray://").rsplit(":", 1)[0] if address and address != "auto" else "127.0.0.1"
+        return f"http://{host}:{self.dashboard_port}"
+
+    def serve_url(self, app: str) -> str:
+        """HTTP endpoint of a Serve app.
+
+        Example:
+            >>> Settings(home="/tmp/st").serve_url("sales")
+            'http://127.0.0.1:8000/sales'
+        """
+        return f"http://{self.serve_host}:{self.serve_port}/{app}"

@@ -1,5 +1,5 @@
-"""Controller: the loop that runs the flow and is the only writer of run state."""
+"""Controller: the one active writer that runs the flow, under a lease, with standbys waiting to take over."""
 
-from streamtune.controller.loop import Controller, ServeHub
+from streamtune.controller.loop import Controller
 
-__all__ = ["Controller", "ServeHub"]
+__all__ = ["Controller"]

@@ -1,4 +1,8 @@
-"""``python -m streamtune.controller``: run the controller as a daemon against services from ``streamtune up``."""
+"""``python -m streamtune.controller``: run a controller daemon (active, or standby until the lease lapses).
+
+It reaches Kafka, Ray and the registry through ``STREAMTUNE_*`` settings (as ``streamtune up`` sets them),
+joins Ray only when serving or a sweep needs it, and stops on SIGTERM, releasing its lease.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,13 @@ import sys
 
 from streamtune.config.settings import Settings
 from streamtune.controller.loop import Controller
-from streamtune.dev.ray import LocalRay
-from streamtune.registry import open_registry
-from streamtune.sweeps.jobs_api import RayJobRunner
 
 
 def main() -> int:
-    """Join the running Ray head and Kafka, then loop until SIGTERM."""
+    """Loop until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    if settings.ray_address is None:
-        settings = settings.model_copy(update={"ray_address": f"127.0.0.1:{settings.ray_port}"})
-    ray_ = LocalRay(settings)
-    ray_.start()
-    bootstrap = settings.kafka_bootstrap or f"127.0.0.1:{settings.kafka_port}"
-    ctrl = Controller(settings, open_registry(settings.registry_url), bootstrap=bootstrap,
-                      jobs=RayJobRunner(ray_.jobs_url))
+    ctrl = Controller(Settings.from_env())
+    logging.getLogger(__name__).info("controller %s started (standby until it holds the lease)", ctrl.holder)
     signal.signal(signal.SIGTERM, lambda *_: ctrl._stop.set())
     try:
         ctrl.run_forever()

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from streamtune.config.jobspec import JobSpec
 from streamtune.events.source import EventRecord, EventSource
+from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
 from streamtune.registry.records import RunRecord, run_id_for
 from streamtune.triggers.window import Window, WindowTrigger
@@ -27,7 +28,10 @@ class Ingestor:
     registry, and records below them (replays after a crash or rebalance) are dropped here.
 
     Example:
-        >>> # ing = Ingestor(registry, "streamtune-controller"); ing.step(source, specs)
+        >>> from streamtune.registry import open_registry
+        >>> ing = Ingestor(open_registry("sqlite:///:memory:"), "streamtune-controller", "/tmp/inline")
+        >>> ing.offsets, ing.events_seen
+        ({}, 0)
     """
 
     def __init__(self, registry: Registry, group: str, inline_dir: str | Path) -> None:
@@ -55,7 +59,9 @@ class Ingestor:
         if not changed and not closed and not windows:
             return []
         runs = [_run_from(win, reason, now, self.inline_dir) for win, reason in closed]
+        kill_point("ingest.before_commit")
         inserted = self.registry.commit_window(self.group, changed, windows, runs)
+        kill_point("ingest.after_commit")
         if changed:
             source.commit(changed)
         for run in runs:

@@ -1,128 +1,211 @@
-"""The controller: consume → trigger → submit → gate → promote → swap, in one loop that can resume."""
+"""The controller: consume → trigger → submit → gate → promote → swap, as the one active controller.
+
+Any number of controllers may run against one registry; one holds the lease and works, the others wait as
+standbys and take over when it lapses. The active one fences its registry object and the serving boards
+with its lease token, so a stale leader (paused, partitioned, slow to notice) can change nothing. On
+election it reloads offsets and windows from the registry, takes its Kafka partitions itself (no group
+rebalance), carries out pending commands and puts every champion back into service.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any
 
-from streamtune.config.jobspec import JobSpec
 from streamtune.config.settings import Settings
+from streamtune.controller.commands import CommandExecutor
 from streamtune.controller.ingest import Ingestor
+from streamtune.controller.lease import LeaseKeeper, new_holder_id
+from streamtune.controller.ports import Jobs, Serving
+from streamtune.controller.reconcile import ServingReconciler
 from streamtune.controller.runs import RunAdvancer
-from streamtune.errors import StreamtuneError
+from streamtune.errors import FencedError, StreamtuneError
 from streamtune.events.source import EventSource, KafkaEventSource
+from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
-from streamtune.sweeps.jobs_api import RayJobRunner
+from streamtune.registry.records import Lease, SpecRecord
+from streamtune.runtime.kafka import ensure_topic
 
 log = logging.getLogger(__name__)
 
 
-class ServeHub:
-    """One :class:`~streamtune.serving.ModelService` per JobSpec, deployed on its first promotion."""
+def _serving_for(settings: Settings) -> Serving:
+    from streamtune.runtime.ray import join_ray, start_serve_proxy
+    from streamtune.serving.hub import ServeHub
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.apps: dict[str, Any] = {}
+    def connect() -> None:
+        join_ray(settings)
+        start_serve_proxy(settings)
 
-    def service(self, spec: JobSpec) -> Any:
-        """The spec's serving app, deployed if needed."""
-        from streamtune.serving import ModelService
+    return ServeHub(settings.serve_port, connect=connect)
 
-        svc = self.apps.get(spec.name)
-        if svc is None:
-            svc = ModelService(spec.serve.app, spec.serve, spec.job.entrypoint, spec.code_dir(),
-                               self.settings.serve_port)
-            svc.deploy()
-            self.apps[spec.name] = svc
-        return svc
 
-    def swap(self, spec: JobSpec, version: int, artifact_uri: str) -> dict[str, Any]:
-        """Hot-swap ``spec``'s app to ``version``."""
-        return self.service(spec).swap(version, artifact_uri).model_dump()
+def _jobs_for(settings: Settings) -> Jobs:
+    from streamtune.sweeps.jobs_api import RayJobRunner
+
+    return RayJobRunner(settings.jobs_url)
 
 
 class Controller:
-    """Runs the flow for every JobSpec stored in the registry. It is the only writer of run state.
+    """One controller process (or thread): a standby until it holds the lease, then the single writer.
+
+    Args:
+        settings: Where the registry, Kafka and Ray are, and the lease and loop timings.
+        registry: The registry object to use; it gets fenced, so give the controller its own (default: opened
+            from ``settings.registry_url``).
+        jobs: Where sweeps run (default: the Ray Jobs API at ``settings.jobs_url``).
+        services: Serving (default: a ServeHub that joins Ray when first needed).
+        holder: This controller's id in the lease (default: ``host:pid:nonce``).
 
     Example:
-        >>> ctrl = Controller(settings, registry, bootstrap="127.0.0.1:19092",
-        ...                   jobs=RayJobRunner("http://127.0.0.1:8265"))  # doctest: +SKIP
-        >>> ctrl.start()                                                   # doctest: +SKIP
+        >>> ctrl = Controller(Settings.from_env())  # doctest: +SKIP
+        >>> ctrl.start(); ctrl.wait_until_active(30)   # doctest: +SKIP
+        True
     """
 
-    def __init__(self, settings: Settings, registry: Registry, *, bootstrap: str, jobs: RayJobRunner,
-                 services: Any | None = None, poll_s: float = 0.5) -> None:
+    def __init__(self, settings: Settings, *, registry: Registry | None = None, jobs: Jobs | None = None,
+                 services: Serving | None = None, holder: str | None = None) -> None:
         self.settings = settings
-        self.registry = registry
-        self.bootstrap = bootstrap
-        self.poll_s = poll_s
-        self.ingestor = Ingestor(registry, settings.consumer_group, inline_dir=f"{settings.artifact_root}/inline")
-        self.advancer = RunAdvancer(registry, jobs, services or ServeHub(settings), settings.artifact_root)
+        self.registry = registry or open_registry(settings.registry_url)
+        self.holder = holder or new_holder_id()
+        self.services = services or _serving_for(settings)
+        self.jobs = jobs or _jobs_for(settings)
+        self.keeper = LeaseKeeper(self.registry, self.holder, settings.lease_ttl)
+        self.advancer = RunAdvancer(self.registry, self.jobs, self.services, settings.artifact_root)
+        self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder)
+        self.reconciler = ServingReconciler(self.registry, self.services)
+        self.ingestor: Ingestor | None = None
         self.source: EventSource | None = None
+        self.lease: Lease | None = None
+        self.elected_at: float | None = None
+        self.last_error: str | None = None
         self._topics: tuple[str, ...] = ()
+        self._next_reconcile = 0.0
+        self._active = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
 
-    def specs(self) -> dict[str, JobSpec]:
-        """The JobSpecs submitted so far."""
-        return {d["name"]: JobSpec.model_validate(d) for d in self.registry.list_specs()}
+    @property
+    def active(self) -> bool:
+        """True while this controller holds the lease."""
+        return self._active.is_set()
+
+    def specs(self) -> dict[str, SpecRecord]:
+        """The JobSpecs submitted so far, by name."""
+        return {record.name: record for record in self.registry.list_specs()}
+
+    # -- leadership --------------------------------------------------------------------------------
+
+    def try_lead(self) -> bool:
+        """Take the lease if it is free or lapsed, and become the active controller. True if active."""
+        if self.active:
+            return True
+        lease = self.keeper.try_acquire()
+        if lease is None:
+            return False
+        self.lease, self.elected_at = lease, time.time()
+        self.registry.fence(lease)
+        self.services.fence = lease.token
+        self.ingestor = Ingestor(self.registry, self.settings.consumer_group,
+                                 inline_dir=f"{self.settings.artifact_root}/inline")
+        self._topics, self._next_reconcile = (), 0.0
+        self._active.set()
+        log.info("controller %s is active (lease token %d)", self.holder, lease.token)
+        return True
+
+    def step_down(self, reason: str) -> None:
+        """Stop acting as the active controller; the fence stays, so nothing it still tries gets written."""
+        if not self.active:
+            return
+        log.warning("controller %s steps down: %s", self.holder, reason)
+        self._active.clear()
+        self.keeper.stop_renewing()
+        self._close_source()
+        self.lease = None
+
+    # -- the loop ----------------------------------------------------------------------------------
 
     def step(self) -> None:
-        """One turn of the loop."""
+        """One turn of the active controller's loop."""
+        if self.keeper.lost:
+            raise FencedError(f"lease lost: {self.keeper.lost_reason}")
+        assert self.ingestor is not None
         specs = self.specs()
         source = self._source(specs)
         if source is not None:
-            self.ingestor.step(source, specs, poll_s=self.poll_s)
+            self.ingestor.step(source, {n: r.spec for n, r in specs.items()}, poll_s=self.settings.poll_interval)
         else:
-            time.sleep(self.poll_s)
+            time.sleep(self.settings.poll_interval)
+        if self.commands.step():
+            specs = self.specs()
         self.advancer.step(specs)
+        if time.monotonic() >= self._next_reconcile:
+            self.reconciler.step(specs)
+            self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
 
-    def _source(self, specs: dict[str, JobSpec]) -> EventSource | None:
-        topics = tuple(sorted({s.trigger.topic for s in specs.values()}))
+    def _source(self, specs: dict[str, SpecRecord]) -> EventSource | None:
+        topics = tuple(sorted({r.spec.trigger.topic for r in specs.values()}))
         if topics != self._topics:
-            if self.source is not None:
-                self.source.close()
-            self.source = None
+            self._close_source()
             if topics:
-                from streamtune.dev.kafka import ensure_topic
-
                 for topic in (*topics, self.settings.dead_letter_topic):
-                    ensure_topic(self.bootstrap, topic)
+                    ensure_topic(self.settings.bootstrap, topic)
+                assert self.ingestor is not None
                 self.source = KafkaEventSource(
-                    self.bootstrap, list(topics), self.settings.consumer_group,
+                    self.settings.bootstrap, list(topics), self.settings.consumer_group,
                     start_offsets=self.ingestor.offsets, dead_letter_topic=self.settings.dead_letter_topic,
+                    assign=True,
                 )
             self._topics = topics
         return self.source
 
+    def _close_source(self) -> None:
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        self._topics = ()
+
     def run_forever(self) -> None:
-        """Loop until :meth:`stop`; errors are logged and the loop goes on."""
+        """Wait as a standby, or work as the active controller, until :meth:`stop`."""
         while not self._stop.is_set():
-            try:
-                self.step()
-                self.last_error = None
-            except StreamtuneError as exc:
-                self.last_error = exc.headline
-                log.error("controller step failed: %s", exc)
-                time.sleep(1.0)
-            except Exception as exc:  # keep the loop alive; the traceback goes to the log
-                self.last_error = f"internal error: {exc}"
-                log.exception("controller step failed")
-                time.sleep(1.0)
+            if not self.active:
+                if not self.try_lead():
+                    self._stop.wait(min(0.5, self.settings.lease_ttl / 4))
+                continue
+            self._turn()
+
+    def _turn(self) -> None:
+        try:
+            self.step()
+            self.last_error = None
+        except FencedError as exc:
+            self.last_error = exc.headline
+            self.step_down(exc.headline)
+        except StreamtuneError as exc:
+            self.last_error = exc.headline
+            log.error("controller step failed: %s", exc)
+            self._stop.wait(1.0)
+        except Exception as exc:  # keep the loop alive; the traceback goes to the log
+            self.last_error = f"internal error: {exc}"
+            log.exception("controller step failed")
+            self._stop.wait(1.0)
 
     def start(self) -> None:
         """Run the loop in a background thread."""
         self._thread = threading.Thread(target=self.run_forever, name="streamtune-controller", daemon=True)
         self._thread.start()
 
+    def wait_until_active(self, timeout_s: float) -> bool:
+        """Block until this controller holds the lease (or ``timeout_s`` passes); True if it does."""
+        return self._active.wait(timeout_s)
+
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the loop and close the event source."""
+        """Stop the loop, close the event source and release the lease so a standby takes over at once."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        if self.source is not None:
-            self.source.close()
-            self.source = None
+        self._close_source()
+        if self.active:
+            self._active.clear()
+            self.keeper.release()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from streamtune.config.jobspec import JobSpec
-from streamtune.errors import StreamtuneError
+from streamtune.controller.ports import Jobs, Serving
+from streamtune.errors import FencedError, StreamtuneError
+from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
-from streamtune.registry.records import RunRecord, RunStatus
+from streamtune.registry.records import RunRecord, RunStatus, SpecRecord
+from streamtune.serving.records import ModelRef
 from streamtune.sweeps.driver import RESULT
-from streamtune.sweeps.jobs_api import RayJobRunner
 from streamtune.sweeps.schema import ChampionRef, SweepRequest, SweepResult
 from streamtune.validation.gate import GateEvidence, MetricGate
 
@@ -21,58 +23,55 @@ log = logging.getLogger(__name__)
 ACTIVE = (RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
 
 
-class Services(Protocol):
-    """Where the controller finds the serving app of a spec."""
-
-    def swap(self, spec: JobSpec, version: int, artifact_uri: str) -> dict[str, Any]:
-        """Hot-swap the spec's app to ``version``; returns the swap report."""
-
-
 class RunAdvancer:
     """Moves each spec's runs through pending → submitted → running → succeeded → promoted/rejected/failed.
 
-    Every step is idempotent, so a controller that crashed at any point can call :meth:`step` again.
+    Every step is idempotent, so a controller that crashed at any point can call :meth:`step` again. A paused
+    spec's active run goes on; no pending run of it starts.
     """
 
-    def __init__(self, registry: Registry, jobs: RayJobRunner, services: Services, artifact_root: str) -> None:
+    def __init__(self, registry: Registry, jobs: Jobs, services: Serving, artifact_root: str) -> None:
         self.registry = registry
         self.jobs = jobs
         self.services = services
         self.artifact_root = Path(artifact_root)
 
-    def step(self, specs: dict[str, JobSpec]) -> None:
+    def step(self, specs: dict[str, SpecRecord]) -> None:
         """Advance the active run of each spec, or start its oldest pending one (per trigger.on_running)."""
-        for spec in specs.values():
+        for record in specs.values():
+            spec = record.spec
             active = self.registry.list_runs(spec.name, status=list(ACTIVE), limit=1)
             pending = self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=1000)[::-1]  # oldest first
             if active and pending:
                 active, pending = self._apply_policy(spec, active[0], pending)
             if active:
                 self._advance(spec, active[0])
-            elif pending:
+            elif pending and not record.paused:
                 self._submit(spec, pending[0])
 
     def _apply_policy(self, spec: JobSpec, active: RunRecord,
                       pending: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
         """What new windows do while a run is active: wait (queue), drop (skip), or take over (replace)."""
         policy = spec.trigger.on_running
-        if policy == "queue":
+        manual = [run for run in pending if run.command_id is not None]  # asked for by name: always queued
+        windows = [run for run in pending if run.command_id is None]
+        if policy == "queue" or not windows:
             return [active], pending
         if policy == "skip":
-            for run in pending:
+            for run in windows:
                 self._update(run, status=RunStatus.REJECTED,
                              error=f"skipped: run {active.run_id} was active (trigger.on_running=skip)")
-            return [active], []
-        newest = pending[-1]
+            return [active], manual
+        newest = windows[-1]
         if active.status == RunStatus.SUCCEEDED:  # already gated: let the promotion finish first
             return [active], pending
         self.jobs.stop(active.run_id)
         self._update(active, status=RunStatus.FAILED,
                      error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
-        for run in pending[:-1]:
+        for run in windows[:-1]:
             self._update(run, status=RunStatus.REJECTED,
                          error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
-        return [], [newest]
+        return [], [newest, *manual]
 
     def out_dir(self, run: RunRecord) -> Path:
         """Folder of the run's request, Tune state, trial artifacts and result."""
@@ -89,6 +88,7 @@ class RunAdvancer:
         )
         (out / "request.json").write_text(req.model_dump_json(indent=2))
         self.jobs.submit(run.run_id, out / "request.json", spec.code_dir())
+        kill_point("runs.after_submit")
         self._update(run, status=RunStatus.SUBMITTED, timings={"submitted_at": time.time()})
         log.info("run %s submitted as a Ray Job", run.run_id)
 
@@ -141,14 +141,17 @@ class RunAdvancer:
         self.registry.set_alias(spec.name, "challenger", mv.version, reason=f"run {run.run_id} passed the gate")
         t_reg = time.perf_counter() - t0
         try:
-            swap = self.services.swap(spec, mv.version, mv.artifact_uri)
+            swap = self.services.swap(spec, ModelRef(version=mv.version, uri=mv.artifact_uri))
+        except FencedError:
+            raise
         except StreamtuneError as exc:
             self._update(run, status=RunStatus.FAILED, model_version=mv.version, error=f"swap failed: {exc}")
             return
+        kill_point("promote.after_swap")
         self.registry.set_alias(spec.name, "champion", mv.version, reason=f"run {run.run_id} hot-swapped")
         self._update(run, status=RunStatus.PROMOTED, model_version=mv.version,
-                     timings={"register_s": round(t_reg, 4), **{f"swap_{k}": v for k, v in swap.items()
-                                                                 if k.endswith("_s")}})
+                     timings={"register_s": round(t_reg, 4), "swap_load_s": swap.load_s,
+                              "swap_flip_s": swap.flip_s, "swap_total_s": swap.total_s})
         log.info("run %s promoted: %s v%d is serving", run.run_id, spec.name, mv.version)
 
     def _update(self, run: RunRecord, **fields: Any) -> RunRecord:

@@ -1,5 +1,4 @@
-"""Embedded local services for the demo and the tests: a local Apache Kafka broker (KRaft)."""
+"""The demo and what only it uses: synthetic drifting sales data and an HTTP load generator.
 
-from streamtune.dev.kafka import LocalKafka
-
-__all__ = ["LocalKafka"]
+Only the CLI imports this package; nothing in the platform depends on it.
+"""

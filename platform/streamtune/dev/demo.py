@@ -57,7 +57,7 @@ def run_demo(settings: Settings | None = None, *, spec_path: str | Path = "confi
     with console.status("starting local Kafka, Ray and Serve"):
         client = Client.local(settings)
     services_s = time.perf_counter() - t0
-    console.log(f"services up in {services_s:.1f}s (Kafka {client.bootstrap}, Serve :{settings.serve_port})")
+    console.log(f"services up in {services_s:.1f}s (Kafka {settings.bootstrap}, Serve :{settings.serve_port})")
     try:
         return _loop(client, spec, settings, console, services_s, timeout_s)
     finally:
@@ -67,13 +67,13 @@ def run_demo(settings: Settings | None = None, *, spec_path: str | Path = "confi
 
 def _loop(client: Client, spec: JobSpec, settings: Settings, console: Console, services_s: float,
           timeout_s: float) -> dict[str, Any]:
-    client.submit(spec)
+    client.submit(spec, reason="demo")
     data_dir = settings.home / "data" / spec.dataset.name / f"demo-{int(time.time())}"
     console.log(f"batch 1: writing Parquet under {data_dir} and publishing data-arrival events to "
                 f"{spec.trigger.topic}")
     ids1 = _publish_batch(client, spec, data_dir / "batch-1", drift=0.0, seed=1)
     run1 = _wait(client, console, ids1, "batch 1", timeout_s)
-    url = f"http://127.0.0.1:{settings.serve_port}/{spec.serve.app}"
+    url = settings.serve_url(spec.serve.app)
     load = LoadGenerator(url, {"rows": [SAMPLE_ROW]}, threads=2, max_s=timeout_s)
     runs = [run1]
     if run1.status == RunStatus.PROMOTED:

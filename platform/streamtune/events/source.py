@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 Offsets = dict[tuple[str, int], int]
 """``{(topic, partition): offset}``; an offset is always the NEXT one to read."""
+
+ASSIGN_REFRESH_S = 30.0
+"""How often a source with ``assign=True`` looks for new partitions of its topics."""
 
 ERROR_HEADER = "streamtune.error"
 """Header of a dead-lettered record that holds the reason it was rejected."""
@@ -149,6 +153,10 @@ class KafkaEventSource(EventSource):
     so a rebalance neither repeats nor skips records. Partitions with no known position start at Kafka's
     committed offset, or at the earliest offset for a new group.
 
+    With ``assign=True`` the source takes every partition of its topics itself instead of joining the
+    group: no rebalance, so it reads at once. The controller does this under its lease, which already
+    guarantees a single reader; new partitions are picked up within ``ASSIGN_REFRESH_S``.
+
     Args:
         bootstrap: ``host:port`` of the cluster.
         topics: Topics to subscribe to.
@@ -156,6 +164,7 @@ class KafkaEventSource(EventSource):
         start_offsets: ``{(topic, partition): next offset}`` to start from (e.g. from the controller's DB).
         dead_letter_topic: When set, bad records are also sent there, with the reason in the
             ``streamtune.error`` header and their origin in ``streamtune.source.*`` headers.
+        assign: Take all partitions directly (no group membership); commits still go to ``group_id``.
         **consumer_config: Extra ``KafkaConsumer`` settings (e.g. ``session_timeout_ms``).
 
     Raises:
@@ -177,6 +186,7 @@ class KafkaEventSource(EventSource):
         start_offsets: Offsets | None = None,
         *,
         dead_letter_topic: str | None = None,
+        assign: bool = False,
         **consumer_config: Any,
     ) -> None:
         self.bootstrap = bootstrap
@@ -195,7 +205,12 @@ class KafkaEventSource(EventSource):
                 f"Kafka at {bootstrap} did not answer the consumer of group {group_id!r}: {exc}",
                 fix="start the broker (streamtune up), or check STREAMTUNE_KAFKA_BOOTSTRAP",
             ) from None
-        self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
+        self._assign = assign
+        self._assigned_at = 0.0
+        if assign:
+            self._assign_all()
+        else:
+            self._consumer.subscribe(topics=self.topics, listener=_SeekOnAssign(self))
 
     def poll(self, timeout_s: float = 1.0, max_records: int | None = None) -> list[EventRecord]:
         """Return the records that arrived within ``timeout_s``; bad ones have ``error`` set.
@@ -204,6 +219,8 @@ class KafkaEventSource(EventSource):
             >>> [r.offset for r in source.poll(timeout_s=2.0)]  # doctest: +SKIP
             [0, 1, 2]
         """
+        if self._assign and time.monotonic() - self._assigned_at > ASSIGN_REFRESH_S:
+            self._assign_all()
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         records: list[EventRecord] = []
         for tp in sorted(batches):
@@ -251,6 +268,25 @@ class KafkaEventSource(EventSource):
     def assignment(self) -> set[tuple[str, int]]:
         """The ``(topic, partition)`` pairs this member holds now (empty until the group is joined)."""
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def _assign_all(self) -> None:
+        """Assign every partition of the topics (waiting briefly for metadata) and seek the new ones."""
+        deadline = time.monotonic() + 10
+        wanted: set[TopicPartition] = set()
+        for topic in self.topics:
+            parts = self._consumer.partitions_for_topic(topic)
+            while not parts and time.monotonic() < deadline:
+                self._consumer.topics()  # forces a metadata refresh
+                parts = self._consumer.partitions_for_topic(topic)
+            if not parts:
+                raise ServiceError(f"Kafka at {self.bootstrap} has no partitions for topic {topic!r}",
+                                   fix="create the topic first (the controller does with ensure_topic)")
+            wanted |= {TopicPartition(topic, p) for p in parts}
+        current = set(self._consumer.assignment())
+        if wanted != current:
+            self._consumer.assign(sorted(wanted))
+            self._apply_positions(wanted - current)
+        self._assigned_at = time.monotonic()
 
     def _apply_positions(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:

@@ -13,16 +13,34 @@ from __future__ import annotations
 
 from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
+from streamtune.registry.commands import CommandOutcome, CommandRecord, CommandStatus
 from streamtune.registry.manifest import verify_manifest, write_manifest
-from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, run_id_for
+from streamtune.registry.records import (
+    TERMINAL_STATUSES,
+    AliasEvent,
+    Lease,
+    ModelVersion,
+    OffsetReset,
+    RunRecord,
+    RunStatus,
+    SpecRecord,
+    run_id_for,
+)
 from streamtune.registry.sql import SqlRegistry
 
 __all__ = [
+    "TERMINAL_STATUSES",
     "AliasEvent",
+    "CommandOutcome",
+    "CommandRecord",
+    "CommandStatus",
+    "Lease",
     "ModelVersion",
+    "OffsetReset",
     "Registry",
     "RunRecord",
     "RunStatus",
+    "SpecRecord",
     "SqlRegistry",
     "open_registry",
     "run_id_for",

@@ -1,8 +1,11 @@
-"""The :class:`Registry` extension point: specs, runs, offsets, window state, models and aliases.
+"""The :class:`Registry` extension point: specs, runs, offsets, window state, models, aliases, commands, lease.
 
 Every implementation runs the conformance suite in ``tests/conformance/registry_suite.py``.
 
-The controller is the only writer of run state. Its exactly-once guarantee rests on
+The active controller is the only writer of specs, runs, aliases and serving state; everyone else appends
+commands (:meth:`Registry.append_command`), which it carries out. It holds the ``controller`` lease
+(:meth:`Registry.acquire_lease`) and fences its registry object with it (:meth:`Registry.fence`), so a
+controller that lost the lease cannot write any more. Its exactly-once guarantee rests on
 :meth:`Registry.commit_window`, which stores the consumer group's next Kafka offsets, the trigger window
 state and the new runs in one transaction: after a crash the controller seeks to
 :meth:`Registry.load_offsets`, restores :meth:`Registry.load_windows`, and any window it closes again maps
@@ -11,9 +14,9 @@ to a run that already exists, so nothing runs twice and nothing is lost.
 Example:
     >>> from streamtune.registry import open_registry
     >>> with open_registry("sqlite:///:memory:") as reg:
-    ...     reg.put_spec("ctr", {"name": "ctr"})
-    ...     reg.list_specs()
-    [{'name': 'ctr'}]
+    ...     lease = reg.acquire_lease("controller", "host-a:1", ttl_s=10)
+    ...     reg.acquire_lease("controller", "host-b:2", ttl_s=10) is None, lease.token
+    (True, 1)
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus
+from streamtune.config.jobspec import JobSpec
+from streamtune.registry.commands import Command, CommandOutcome, CommandRecord, CommandStatus
+from streamtune.registry.records import AliasEvent, Lease, ModelVersion, OffsetReset, RunRecord, RunStatus, SpecRecord
 
 __all__ = ["Registry"]
 
@@ -41,22 +46,34 @@ class Registry(ABC):
     # -- specs -------------------------------------------------------------------------------------
 
     @abstractmethod
-    def put_spec(self, name: str, spec: dict[str, Any]) -> None:
-        """Store a JobSpec (as its JSON dict) under ``name``, replacing any earlier one.
+    def put_spec(self, spec: JobSpec) -> SpecRecord:
+        """Store a JobSpec under its name, replacing any earlier one (a paused spec stays paused).
 
         Example:
             >>> from streamtune.registry import open_registry
-            >>> reg = open_registry("sqlite:///:memory:"); reg.put_spec("ctr", {"name": "ctr"})
-            >>> reg.get_spec("ctr")
-            {'name': 'ctr'}
+            >>> from streamtune.config.jobspec import JobSpec
+            >>> spec = JobSpec.model_validate({"name": "ctr", "dataset": {"name": "clicks", "label": "y"},
+            ...     "job": {"entrypoint": "jobs.x:Job"}, "serve": {"app": "ctr"}, "sweep": {"metric": "auc",
+            ...     "mode": "max", "space": {"a": {"type": "int", "low": 1, "high": 3}}}})
+            >>> reg = open_registry("sqlite:///:memory:"); _ = reg.put_spec(spec)
+            >>> reg.get_spec("ctr").spec.sweep.metric
+            'auc'
         """
 
     @abstractmethod
-    def get_spec(self, name: str) -> dict[str, Any] | None:
+    def set_spec_paused(self, name: str, paused: bool) -> SpecRecord:
+        """Pause (no new runs start) or resume a stored spec.
+
+        Raises:
+            RegistryError: no spec has that name.
+        """
+
+    @abstractmethod
+    def get_spec(self, name: str) -> SpecRecord | None:
         """Return the spec stored under ``name``, or None."""
 
     @abstractmethod
-    def list_specs(self) -> list[dict[str, Any]]:
+    def list_specs(self) -> list[SpecRecord]:
         """Return every stored spec, ordered by name."""
 
     # -- the exactly-once core ---------------------------------------------------------------------
@@ -73,7 +90,8 @@ class Registry(ABC):
 
         Args:
             group: Kafka consumer group the offsets belong to.
-            offsets: ``(topic, partition) -> next offset to read``; upserted.
+            offsets: ``(topic, partition) -> next offset to read``; upserted. An offset below the stored one
+                raises: stored offsets only move forward, except through :meth:`reset_offsets`.
             windows: ``window key -> state``; each given key's state is replaced, and ``{}`` or ``None``
                 deletes it. Keys not given are left alone.
             new_runs: Runs to insert. A run whose ``run_id`` exists is skipped (idempotent replay), but
@@ -98,6 +116,29 @@ class Registry(ABC):
     @abstractmethod
     def load_offsets(self, group: str) -> dict[tuple[str, int], int]:
         """Return ``(topic, partition) -> next offset`` stored for ``group`` (empty if none)."""
+
+    @abstractmethod
+    def reset_offsets(
+        self, group: str, offsets: dict[tuple[str, int], int], *, reason: str, actor: str
+    ) -> list[OffsetReset]:
+        """Set stored offsets to any value, backwards too, and record each move with who and why.
+
+        Raises:
+            RegistryError: ``reason`` is empty.
+
+        Example:
+            >>> from streamtune.registry import open_registry
+            >>> reg = open_registry("sqlite:///:memory:")
+            >>> _ = reg.commit_window("g", {("t", 0): 50}, {}, [])
+            >>> [r.previous for r in reg.reset_offsets("g", {("t", 0): 0}, reason="topic recreated", actor="ops")]
+            [50]
+            >>> reg.load_offsets("g")
+            {('t', 0): 0}
+        """
+
+    @abstractmethod
+    def offset_resets(self, group: str) -> list[OffsetReset]:
+        """Return the recorded offset resets of ``group``, oldest first."""
 
     @abstractmethod
     def load_windows(self) -> dict[str, dict[str, Any]]:
@@ -211,6 +252,99 @@ class Registry(ABC):
     @abstractmethod
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Return the alias changes of model ``name`` (of one alias if given), oldest first."""
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def append_command(self, command: Command, *, actor: str, reason: str = "") -> CommandRecord:
+        """Append a pending command: the only write a caller makes. Never fenced.
+
+        Raises:
+            RegistryError: ``actor`` is empty.
+
+        Example:
+            >>> from streamtune.registry import open_registry
+            >>> from streamtune.registry.commands import Promote
+            >>> reg = open_registry("sqlite:///:memory:")
+            >>> reg.append_command(Promote(model="ctr", version=2), actor="ana", reason="hotfix").status.value
+            'pending'
+        """
+
+    @abstractmethod
+    def get_command(self, command_id: str) -> CommandRecord | None:
+        """Return one command, or None."""
+
+    @abstractmethod
+    def list_commands(
+        self, status: CommandStatus | str | list[CommandStatus | str] | None = None, limit: int = 100,
+        *, oldest_first: bool = False,
+    ) -> list[CommandRecord]:
+        """Return commands newest first (``oldest_first`` for the controller's queue), optionally by status."""
+
+    @abstractmethod
+    def start_command(self, command_id: str, controller: str) -> CommandRecord:
+        """Mark a command ``running`` under ``controller``.
+
+        Raises:
+            RegistryError: no such command.
+        """
+
+    @abstractmethod
+    def finish_command(
+        self, command_id: str, *, outcome: CommandOutcome | None = None, error: str | None = None
+    ) -> CommandRecord:
+        """Record the end of a command: ``succeeded`` with ``outcome``, or ``failed`` with ``error``.
+
+        Raises:
+            RegistryError: no such command, or not exactly one of ``outcome`` and ``error`` given.
+        """
+
+    # -- the controller lease and fencing ----------------------------------------------------------
+
+    @abstractmethod
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> Lease | None:
+        """Take lease ``name`` for ``ttl_s`` seconds if it is free, lapsed, or already ``holder``'s.
+
+        A new holder gets the previous token plus one; the same holder keeps its token. Returns None while
+        another holder's lease is still valid.
+        """
+
+    @abstractmethod
+    def renew_lease(self, lease: Lease, ttl_s: float) -> Lease:
+        """Extend ``lease`` by ``ttl_s`` from now.
+
+        Raises:
+            FencedError: another holder took the lease meanwhile.
+        """
+
+    @abstractmethod
+    def release_lease(self, lease: Lease) -> None:
+        """Let ``lease`` lapse now so a standby takes over at once; a no-op if it is no longer current."""
+
+    @abstractmethod
+    def get_lease(self, name: str) -> Lease | None:
+        """Return lease ``name`` as stored (maybe lapsed), or None if nobody ever took it."""
+
+    @abstractmethod
+    def fence(self, lease: Lease | None) -> None:
+        """Make every later write through this object check, in its own transaction, that ``lease`` is current.
+
+        A write from a stale leader raises :class:`~streamtune.errors.FencedError` and changes nothing.
+        Commands appended and lease calls are not fenced. ``None`` lifts the fence.
+
+        Example:
+            >>> from streamtune.errors import FencedError
+            >>> from streamtune.registry import open_registry
+            >>> reg = open_registry("sqlite:///:memory:")
+            >>> old = reg.acquire_lease("controller", "a", ttl_s=0.0)
+            >>> new = reg.acquire_lease("controller", "b", ttl_s=10)
+            >>> reg.fence(old)
+            >>> try:
+            ...     reg.commit_window("g", {("t", 0): 1}, {}, [])
+            ... except FencedError as exc:
+            ...     print(exc.headline)
+            write refused: a wrote with lease token 1, but b holds token 2
+        """
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

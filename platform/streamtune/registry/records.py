@@ -21,7 +21,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["AliasEvent", "ModelVersion", "RunRecord", "RunStatus", "run_id_for"]
+from streamtune.config.jobspec import JobSpec
+
+__all__ = [
+    "TERMINAL_STATUSES", "AliasEvent", "Lease", "ModelVersion", "OffsetReset", "RunRecord", "RunStatus",
+    "SpecRecord", "run_id_for",
+]
 
 
 class RunStatus(str, Enum):  # noqa: UP042 -- StrEnum needs 3.11; we support 3.10
@@ -29,7 +34,7 @@ class RunStatus(str, Enum):  # noqa: UP042 -- StrEnum needs 3.11; we support 3.1
 
     ``pending`` (window closed, run stored) → ``submitted`` (Ray Job submitted) → ``running`` →
     ``succeeded`` (sweep done) or ``failed``; then the gate makes a succeeded run ``promoted`` or
-    ``rejected``.
+    ``rejected``. A ``cancel`` command ends a run that has not passed the gate as ``cancelled``.
 
     Example:
         >>> RunStatus("running") is RunStatus.RUNNING
@@ -43,6 +48,11 @@ class RunStatus(str, Enum):  # noqa: UP042 -- StrEnum needs 3.11; we support 3.1
     FAILED = "failed"
     REJECTED = "rejected"
     PROMOTED = "promoted"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.PROMOTED, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.CANCELLED})
+"""Statuses a run never leaves."""
 
 
 def _check_offsets(value: dict[str, list[int]]) -> dict[str, list[int]]:
@@ -87,6 +97,9 @@ class RunRecord(BaseModel):
     model_version: int | None = Field(None, description="Registered model version, if the run produced one.")
     error: str | None = Field(None, description="Headline of the error that failed the run, if any.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent per stage.")
+    command_id: str | None = Field(
+        None, description="The command that asked for this run (a manual run), or None for a trigger window."
+    )
 
     @field_validator("offsets")
     @classmethod
@@ -166,3 +179,64 @@ def run_id_for(dataset: str, offsets: dict[str, list[int]], *, spec_name: str | 
         payload["spec_name"] = spec_name
     digest = hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
     return "r-" + digest[:16]
+
+
+class SpecRecord(BaseModel):
+    """A JobSpec as the registry keeps it, with whether the controller may start its runs.
+
+    Example:
+        >>> from streamtune.config.jobspec import JobSpec
+        >>> spec = JobSpec.model_validate({"name": "ctr", "dataset": {"name": "clicks", "label": "y"},
+        ...     "job": {"entrypoint": "jobs.x:Job"}, "serve": {"app": "ctr"},
+        ...     "sweep": {"metric": "auc", "mode": "max", "space": {"a": {"type": "int", "low": 1, "high": 3}}}})
+        >>> SpecRecord(name="ctr", spec=spec).paused
+        False
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Spec name; also the model name.")
+    spec: JobSpec = Field(description="The JobSpec.")
+    paused: bool = Field(
+        False, description="True while paused: windows still close into pending runs, none is started."
+    )
+    updated_at: float = Field(default_factory=time.time, description="Unix time of the last change.")
+
+
+class Lease(BaseModel):
+    """The controller lease: who is the active controller, and the fencing token of its term.
+
+    Every new holder gets a higher ``token``; a registry fenced with an older token refuses writes.
+
+    Example:
+        >>> Lease(name="controller", holder="host:12", token=3, expires_at=0.0).expired(now=1.0)
+        True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description='Lease name; the controller uses "controller".')
+    holder: str = Field(description="Id of the process that holds it (host:pid:nonce).")
+    token: int = Field(ge=1, description="Fencing token: rises by one each time another holder takes the lease.")
+    acquired_at: float = Field(default_factory=time.time, description="Unix time this holder took it.")
+    renewed_at: float = Field(default_factory=time.time, description="Unix time of the last renewal.")
+    expires_at: float = Field(description="Unix time it lapses unless renewed.")
+
+    def expired(self, now: float | None = None) -> bool:
+        """True once the lease has lapsed."""
+        return (time.time() if now is None else now) >= self.expires_at
+
+
+class OffsetReset(BaseModel):
+    """An explicit, recorded move of stored offsets (the only way they may go backwards)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(description="Consumer group.")
+    topic: str = Field(description="Topic.")
+    partition: int = Field(ge=0, description="Partition.")
+    previous: int | None = Field(description="Stored next offset before the reset; None if there was none.")
+    offset: int = Field(ge=0, description="Next offset after the reset.")
+    reason: str = Field(description="Why, e.g. 'topic recreated'.")
+    actor: str = Field(description="Who asked.")
+    at: float = Field(default_factory=time.time, description="Unix time of the reset.")

@@ -3,33 +3,33 @@
 The SDK, the CLI and the controller (a thread or another process) share one database file. The file runs
 in WAL mode so readers never block the writer, and every write opens ``BEGIN IMMEDIATE``, so two
 processes serialize on the file lock (waiting up to 10 s) instead of failing on a stale read. In a
-process, one connection is shared between threads behind a lock.
+process, one connection is shared between threads behind a lock. Plumbing, fencing and migrations live in
+``sql_base.py``; commands, the lease and offset resets in ``sql_control.py``.
 
 Example:
     >>> import tempfile
+    >>> from streamtune.registry.commands import RunNow
     >>> url = f"sqlite:///{tempfile.mkdtemp()}/sub/registry.db"
     >>> with SqlRegistry(url) as reg:
-    ...     reg.put_spec("ctr", {"name": "ctr"})
-    >>> SqlRegistry(url).get_spec("ctr")
-    {'name': 'ctr'}
+    ...     _ = reg.append_command(RunNow(spec="ctr"), actor="ana")
+    >>> [c.command.describe() for c in SqlRegistry(url).list_commands()]
+    ['run ctr now']
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from streamtune.config.jobspec import JobSpec
 from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
-from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus
-from streamtune.registry.sqlite_schema import _SCHEMA, SCHEMA_VERSION, _dumps, _loads, parse_sqlite_url
+from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.registry.sql_control import SqlControl
+from streamtune.registry.sqlite_schema import SCHEMA_VERSION, _dumps, _loads, parse_sqlite_url
 
 __all__ = ["SCHEMA_VERSION", "SqlRegistry", "parse_sqlite_url"]
 
@@ -40,6 +40,7 @@ _MODEL_COLUMNS = tuple(ModelVersion.model_fields)
 _MODEL_BY_RUN = "SELECT * FROM models WHERE name = ? AND run_id = ?"
 _MODEL_BY_VERSION = "SELECT * FROM models WHERE name = ? AND version = ?"
 _ALIAS_VERSION = "SELECT version FROM aliases WHERE name = ? AND alias = ?"
+_SPEC = "SELECT * FROM specs WHERE name = ?"
 
 
 def _status_values(status: RunStatus | str | list[RunStatus | str]) -> list[str]:
@@ -54,7 +55,7 @@ def _status_values(status: RunStatus | str | list[RunStatus | str]) -> list[str]
     return values
 
 
-class SqlRegistry(Registry):
+class SqlRegistry(SqlControl, Registry):
     """A :class:`Registry` in a SQLite file, shared safely by threads and processes.
 
     Args:
@@ -72,112 +73,48 @@ class SqlRegistry(Registry):
         >>> reg.close()
     """
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.path = parse_sqlite_url(url)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        try:
-            self._conn = self._connect()
-            self._migrate()
-        except (OSError, sqlite3.Error) as exc:
-            self.close()
-            raise RegistryError(
-                f"cannot open registry {url}: {exc}", fix="check the path is writable"
-            ) from exc
-        except BaseException:
-            self.close()  # e.g. a newer schema: do not leak the connection
-            raise
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # One connection per registry object, shared by threads behind self._lock.
-        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 10000")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
-
     def __repr__(self) -> str:
         return f"SqlRegistry({self.url!r})"
 
-    def _migrate(self) -> None:
-        with self._tx() as conn:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
-            row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
-            if row["v"] is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row["v"] > SCHEMA_VERSION:
-                raise RegistryError(
-                    f"registry {self.url} has schema version {row['v']}; this streamtune reads up to "
-                    f"{SCHEMA_VERSION}",
-                    fix="upgrade streamtune, or point registry_url at another file",
-                )
-
-    # -- plumbing ----------------------------------------------------------------------------------
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """Run a write transaction under the lock; any error rolls all of it back."""
-        with self._lock:
-            conn = self._open_conn()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise RegistryError(f"registry {self.url}: {exc}") from exc
-                raise
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            conn = self._open_conn()
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise RegistryError(f"registry {self.url}: {exc}") from exc
-
-    def _open_conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RegistryError(f"registry {self.url} is closed", fix="open a new one with open_registry()")
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection; later calls raise RegistryError. Closing twice is fine."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
     # -- specs -------------------------------------------------------------------------------------
 
-    def put_spec(self, name: str, spec: dict[str, Any]) -> None:
-        """Store a spec under ``name``, replacing any earlier one (see :meth:`Registry.put_spec`)."""
-        if not name:
-            raise RegistryError('Got "" for spec name; must be a non-empty string')
-        text = _dumps(spec, f"spec {name}")
+    def put_spec(self, spec: JobSpec) -> SpecRecord:
+        """Store a spec under its name, replacing any earlier one (see :meth:`Registry.put_spec`)."""
+        text = _dumps(spec.model_dump(mode="json"), f"spec {spec.name}")
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO specs (name, spec, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
-                (name, text, time.time()),
+                (spec.name, text, time.time()),
             )
+            return self._spec_from(conn.execute(_SPEC, (spec.name,)).fetchone())
 
-    def get_spec(self, name: str) -> dict[str, Any] | None:
+    def set_spec_paused(self, name: str, paused: bool) -> SpecRecord:
+        """Pause or resume a stored spec (see :meth:`Registry.set_spec_paused`)."""
+        with self._tx() as conn:
+            done = conn.execute("UPDATE specs SET paused = ?, updated_at = ? WHERE name = ?",
+                                (int(paused), time.time(), name))
+            if done.rowcount != 1:
+                raise RegistryError(f'Got "{name}" for spec; no spec of that name is stored')
+            return self._spec_from(conn.execute(_SPEC, (name,)).fetchone())
+
+    def get_spec(self, name: str) -> SpecRecord | None:
         """Return the spec stored under ``name``, or None."""
-        rows = self._query("SELECT spec FROM specs WHERE name = ?", (name,))
-        return _loads(rows[0]["spec"]) if rows else None
+        rows = self._query(_SPEC, (name,))
+        return self._spec_from(rows[0]) if rows else None
 
-    def list_specs(self) -> list[dict[str, Any]]:
+    def list_specs(self) -> list[SpecRecord]:
         """Return every stored spec, ordered by name."""
-        return [_loads(r["spec"]) for r in self._query("SELECT spec FROM specs ORDER BY name")]
+        return [self._spec_from(r) for r in self._query("SELECT * FROM specs ORDER BY name")]
+
+    @staticmethod
+    def _spec_from(row: sqlite3.Row) -> SpecRecord:
+        try:
+            spec = JobSpec.model_validate(_loads(row["spec"]))
+        except ValidationError as exc:
+            raise RegistryError(f"stored spec {row['name']} is no longer a valid JobSpec: {exc}",
+                                fix="submit it again") from None
+        return SpecRecord(name=row["name"], spec=spec, paused=bool(row["paused"]), updated_at=row["updated_at"])
 
     # -- the exactly-once core ---------------------------------------------------------------------
 
@@ -199,6 +136,15 @@ class SqlRegistry(Registry):
     @staticmethod
     def _upsert_offsets(conn: sqlite3.Connection, group: str, offsets: dict[tuple[str, int], int]) -> None:
         now = time.time()
+        stored = {(r["topic"], r["part"]): r["next_offset"] for r in conn.execute(
+            "SELECT topic, part, next_offset FROM consumer_offsets WHERE grp = ?", (group,))}
+        for (topic, part), offset in offsets.items():
+            if offset < stored.get((topic, int(part)), 0):
+                raise RegistryError(
+                    f"Got offset {offset} for {topic}:{part} of group {group}; stored offsets only move forward "
+                    f"(stored: {stored[(topic, int(part))]})",
+                    fix="rewind on purpose with reset_offsets(), which records who and why",
+                )
         conn.executemany(
             "INSERT INTO consumer_offsets (grp, topic, part, next_offset, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, "

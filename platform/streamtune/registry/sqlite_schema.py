@@ -8,13 +8,13 @@ from typing import Any
 
 from streamtune.errors import RegistryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _URL_RULE = "must be sqlite:///<absolute path> (e.g. sqlite:////home/me/registry.db) or sqlite:///:memory:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS specs (
-    name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at REAL NOT NULL);
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS consumer_offsets (
     grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     updated_at REAL NOT NULL, PRIMARY KEY (grp, topic, part));
@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, event_ids TEXT NOT NULL,
     offsets TEXT NOT NULL, num_rows INTEGER NOT NULL, uris TEXT NOT NULL, created_at REAL NOT NULL,
     updated_at REAL NOT NULL, sweep TEXT, gate TEXT, model_version INTEGER, error TEXT,
-    timings TEXT NOT NULL);
+    timings TEXT NOT NULL, command_id TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_spec ON runs (spec_name, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS models (
@@ -38,7 +38,27 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE TABLE IF NOT EXISTS alias_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER,
     previous INTEGER, reason TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, body TEXT NOT NULL,
+    actor TEXT NOT NULL, reason TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT, error TEXT, controller TEXT,
+    created_at REAL NOT NULL, started_at REAL, finished_at REAL);
+CREATE INDEX IF NOT EXISTS commands_by_status ON commands (status, seq);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, acquired_at REAL NOT NULL,
+    renewed_at REAL NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS offset_resets (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,
+    previous INTEGER, next_offset INTEGER NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL, at REAL NOT NULL);
 """
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # version 1 -> 2: pausable specs, runs that name the command that asked for them (new tables are created
+    # by _SCHEMA itself).
+    2: (
+        "ALTER TABLE specs ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN command_id TEXT",
+    ),
+}
 
 _POSTGRES_FIX = "use a SQLite URL such as sqlite:////abs/path/registry.db; it is the supported registry"
 

@@ -1,10 +1,62 @@
 """Serving: a Ray Serve app per model whose replicas hot-swap versions in place.
 
+The typed records import eagerly and without Ray; :class:`ModelService`, :class:`VersionBoard` and
+:class:`ServeHub` (which need Ray) import on first use.
+
 Example:
-    >>> from streamtune.serving import ModelService, SwapReport, VersionBoard
+    >>> from streamtune.serving import ModelRef, SwapReport
+    >>> ModelRef(version=2, uri="/artifacts/sales/2").version
+    2
+    >>> from streamtune.serving import ModelService  # doctest: +SKIP
 """
 
-from streamtune.serving.board import VersionBoard
-from streamtune.serving.service import ModelService, SwapReport
+from __future__ import annotations
 
-__all__ = ["ModelService", "SwapReport", "VersionBoard"]
+from typing import TYPE_CHECKING, Any
+
+from streamtune.serving.records import (
+    BoardSnapshot,
+    BoardView,
+    CanaryReport,
+    EnsureResult,
+    LoadFailure,
+    ModelRef,
+    ReplicaReport,
+    ReplicaStatus,
+    RequestCounts,
+    ServiceStatus,
+    StaleFenceError,
+    SwapFailure,
+    SwapRecord,
+    SwapReport,
+    Version,
+)
+
+if TYPE_CHECKING:
+    from streamtune.serving.board import VersionBoard
+    from streamtune.serving.hub import ServeHub
+    from streamtune.serving.service import ModelService
+
+_LAZY = {
+    "ModelService": "streamtune.serving.service",
+    "ServeHub": "streamtune.serving.hub",
+    "VersionBoard": "streamtune.serving.board",
+}
+
+__all__ = [
+    "BoardSnapshot", "BoardView", "CanaryReport", "EnsureResult", "LoadFailure", "ModelRef", "ModelService",
+    "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServeHub", "ServiceStatus", "StaleFenceError",
+    "SwapFailure", "SwapRecord", "SwapReport", "Version", "VersionBoard",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the Ray-backed classes only when asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

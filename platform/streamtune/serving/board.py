@@ -6,9 +6,13 @@ live replica holds the target, the board flips ``active`` (epoch + 1); replicas 
 reporting the epoch they applied. Nothing here redeploys or reconfigures Serve, so a flip costs one
 round-trip, not a replica restart.
 
+Each board has a random ``board_id`` (its incarnation). A board that died and was made again has a new one:
+replicas that see it start their epoch bookkeeping over, and the board ignores reports meant for an older
+incarnation. Writers pass a ``fence``; the board refuses one lower than the highest it has seen.
+
 Example:
-    >>> board = VersionBoard.options(**board_options("sales")).remote("sales")  # doctest: +SKIP
-    >>> ray.get(board.set_target.remote(1, "/artifacts/sales/1"))               # doctest: +SKIP
+    >>> board = VersionBoard.options(**board_options("sales")).remote("sales")   # doctest: +SKIP
+    >>> ray.get(board.set_target.remote(ModelRef(version=1, uri="/a/1"), fence=3))  # doctest: +SKIP
     1
 """
 
@@ -16,13 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import ray
 
-Version = int | str
+from streamtune.serving.records import (
+    BoardSnapshot,
+    BoardView,
+    ModelRef,
+    ReplicaReport,
+    ReplicaStatus,
+    RequestCounts,
+    StaleFenceError,
+    SwapFailure,
+    SwapKind,
+    SwapRecord,
+    Version,
+)
+
 NAMESPACE = "streamtune"
 STALE_S = 5.0
+_KEEP_RECORDS = 50
 
 
 def board_name(app: str) -> str:
@@ -53,36 +72,29 @@ def board_options(app: str) -> dict[str, Any]:
 
 
 class _Replica:
-    """What the board knows about one replica."""
+    """What the board knows about one replica: its last report and when it was last heard from."""
 
-    def __init__(self, replica_id: str) -> None:
+    def __init__(self, replica_id: str, board_id: str) -> None:
         self.replica_id = replica_id
-        self.registered = time.time()
         self.last_seen = time.monotonic()
-        self.applied_epoch = -1
-        self.active: Version | None = None
-        self.loaded: dict[Version, str] = {}
-        self.loading: list[Version] = []
-        self.failures: dict[Version, dict[str, Any]] = {}
-        self.counters: dict[Version, list[int]] = {}
+        self.report = ReplicaReport(board_id=board_id, applied_epoch=-1)
+        self.counters: dict[Version, RequestCounts] = {}
 
     def live(self, now: float, stale_s: float) -> bool:
         return now - self.last_seen <= stale_s
 
-    def holds(self, model: dict[str, Any]) -> bool:
-        return self.loaded.get(model["version"]) == model["uri"]
-
-    def as_dict(self, now: float, stale_s: float) -> dict[str, Any]:
-        return {
-            "live": self.live(now, stale_s),
-            "seen_s_ago": round(now - self.last_seen, 3),
-            "applied_epoch": self.applied_epoch,
-            "active": self.active,
-            "loaded": sorted(self.loaded, key=str),
-            "loading": list(self.loading),
-            "failures": dict(self.failures),
-            "counters": {v: {"requests": c[0], "errors": c[1]} for v, c in self.counters.items()},
-        }
+    def status(self, now: float, stale_s: float) -> ReplicaStatus:
+        report = self.report
+        return ReplicaStatus(
+            live=self.live(now, stale_s),
+            seen_s_ago=round(now - self.last_seen, 3),
+            applied_epoch=report.applied_epoch,
+            active=report.active,
+            loaded=report.loaded,
+            loading=report.loading,
+            failures=report.failures,
+            counters=self.counters,
+        )
 
 
 @ray.remote(num_cpus=0)
@@ -98,28 +110,31 @@ class VersionBoard:
 
     Example:
         >>> board = VersionBoard.options(**board_options("sales")).remote("sales")  # doctest: +SKIP
-        >>> ray.get(board.snapshot.remote())["active"]                              # doctest: +SKIP
+        >>> ray.get(board.snapshot.remote()).active                                 # doctest: +SKIP
     """
 
     def __init__(self, app: str, stale_s: float = STALE_S) -> None:
         self.app = app
         self.stale_s = stale_s
+        self.board_id = uuid.uuid4().hex[:12]
+        self.fence = 0
         self.epoch = 0
         self.generation = 0
-        self.active: dict[str, Any] | None = None
-        self.previous: dict[str, Any] | None = None
-        self.target: dict[str, Any] | None = None
+        self.active: ModelRef | None = None
+        self.previous: ModelRef | None = None
+        self.target: ModelRef | None = None
         self.canary_percent = 0.0
         self.replicas: dict[str, _Replica] = {}
-        self.records: dict[int, dict[str, Any]] = {}
-        self.meta: dict[str, Any] = {}
+        self.records: dict[int, SwapRecord] = {}
+        self.deployed: str | None = None
         self._left: set[str] = set()
         self._changed = asyncio.Condition()
 
     # ----- replica side -------------------------------------------------------------------------------
 
-    async def register(self, replica_id: str) -> dict[str, Any]:
+    async def register(self, replica_id: str) -> BoardView:
         """Add a replica (or refresh it) and return the current view."""
+        self._left.discard(replica_id)
         self._touch(replica_id)
         return self.view()
 
@@ -127,16 +142,18 @@ class VersionBoard:
         self,
         replica_id: str,
         epoch: int,
-        counters: dict[Version, list[int]] | None = None,
+        counters: dict[Version, RequestCounts] | None = None,
         timeout_s: float = 1.0,
-    ) -> dict[str, Any]:
+    ) -> BoardView:
         """Long-poll: return the view once the epoch differs from ``epoch``, or after ``timeout_s``.
 
-        Each call is also the replica's heartbeat and carries its request/error counters.
+        Each call is also the replica's heartbeat and carries its request/error counters; a heartbeat also
+        moves a swap on when a silent replica has just gone stale.
         """
         replica = self._touch(replica_id)
         if counters is not None:
             replica.counters = counters
+        await self._progress()
         async with self._changed:
             try:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.epoch != epoch), timeout_s)
@@ -151,121 +168,136 @@ class VersionBoard:
         self.replicas.pop(replica_id, None)
         await self._progress()
 
-    async def report(self, replica_id: str, state: dict[str, Any]) -> None:
-        """Take a replica's state: applied epoch, active, loaded and loading versions, failures, counters."""
+    async def report(self, replica_id: str, report: ReplicaReport) -> bool:
+        """Take a replica's state. Returns False (and ignores it) when it was meant for another incarnation."""
+        if report.board_id != self.board_id:
+            return False
         replica = self._touch(replica_id)
-        replica.applied_epoch = state.get("applied_epoch", replica.applied_epoch)
-        replica.active = state.get("active", replica.active)
-        replica.loaded = dict(state.get("loaded", replica.loaded))
-        replica.loading = list(state.get("loading", replica.loading))
-        replica.failures = dict(state.get("failures", replica.failures))
-        replica.counters = state.get("counters", replica.counters)
+        replica.report = report
+        replica.counters = dict(report.counters)
         await self._progress()
+        return True
 
-    # ----- service side -------------------------------------------------------------------------------
+    # ----- writers (fenced) ---------------------------------------------------------------------------
 
-    async def set_target(self, version: Version, uri: str, auto_flip: bool = True, kind: str = "swap") -> int:
-        """Ask every replica to load ``version`` from ``uri``; return the swap's generation number.
+    async def set_target(
+        self, model: ModelRef, auto_flip: bool = True, kind: SwapKind = "swap", *, fence: int = 0
+    ) -> int:
+        """Ask every replica to load ``model``; return the swap's generation number.
 
         With ``auto_flip`` the board flips to it once every live replica has it loaded; otherwise it
         waits for :meth:`promote` (the canary path).
         """
+        self._check_fence(fence)
         self._supersede("superseded by a newer swap")
         self.generation += 1
-        self.target = {"version": version, "uri": uri}
+        self.target = model
         self.canary_percent = 0.0
-        self.records[self.generation] = {
-            "generation": self.generation,
-            "kind": kind,
-            "version": version,
-            "uri": uri,
-            "previous": self.active["version"] if self.active else None,
-            "auto_flip": auto_flip,
-            "started": time.monotonic(),
-            "loaded_at": None,
-            "flipped_at": None,
-            "flip_epoch": None,
-            "acked_at": None,
-            "failure": None,
-            "aborted": None,
-            "replicas": 0,
-        }
-        self._forget_old_records()
+        self.records[self.generation] = SwapRecord(
+            generation=self.generation,
+            kind=kind,
+            version=model.version,
+            uri=model.uri,
+            previous=self.active.version if self.active else None,
+            auto_flip=auto_flip,
+            started=time.monotonic(),
+        )
+        for generation in [g for g in self.records if g <= self.generation - _KEEP_RECORDS]:
+            del self.records[generation]
         await self._bump()
         await self._progress()
         return self.generation
 
-    async def set_canary(self, generation: int, percent: float) -> int:
+    async def set_canary(self, generation: int, percent: float, *, fence: int = 0) -> int:
         """Route ``percent`` % of requests to the loaded target of ``generation``; return the epoch."""
+        self._check_fence(fence)
         self._require_pending(generation)
         self.canary_percent = float(percent)
         return await self._bump()
 
-    async def promote(self, generation: int) -> int:
+    async def promote(self, generation: int, *, fence: int = 0) -> int:
         """Flip ``active`` to the target of ``generation`` (after a canary); return the flip epoch."""
+        self._check_fence(fence)
         self._require_pending(generation)
         self._flip(self.records[generation])
         return await self._bump()
 
-    async def abort(self, generation: int, reason: str) -> int:
+    async def abort(self, generation: int, reason: str, *, fence: int = 0) -> int:
         """Drop the pending target of ``generation`` and stop any canary; return the epoch."""
+        self._check_fence(fence)
         record = self.records.get(generation)
-        if record is not None and record["flipped_at"] is None and self.generation == generation:
-            record["aborted"] = reason
+        if record is not None and record.flipped_at is None and self.generation == generation:
+            record.aborted = reason
             self.target = None
             self.canary_percent = 0.0
         return await self._bump()
 
-    async def record(self, generation: int) -> dict[str, Any] | None:
+    async def claim(self, fence: int) -> int:
+        """Check ``fence`` and remember it, before a writer changes the Serve app; return the board's fence."""
+        self._check_fence(fence)
+        return self.fence
+
+    # ----- readers ------------------------------------------------------------------------------------
+
+    async def record(self, generation: int) -> SwapRecord | None:
         """The timeline of one swap: started, loaded_at, flipped_at, acked_at, failure, aborted."""
         record = self.records.get(generation)
-        return None if record is None else dict(record)
+        return None if record is None else record.model_copy()
 
-    async def set_meta(self, key: str, value: Any) -> None:
-        """Keep a small value for the service (e.g. the fingerprint of the last deploy)."""
-        self.meta[key] = value
+    async def set_deployed(self, fingerprint: str) -> None:
+        """Keep the fingerprint of the Serve app's last deploy (settings and code)."""
+        self.deployed = fingerprint
 
-    async def get_meta(self, key: str) -> Any:
-        """Read a value kept by :meth:`set_meta`, or None."""
-        return self.meta.get(key)
+    async def get_deployed(self) -> str | None:
+        """The fingerprint kept by :meth:`set_deployed`, or None (e.g. on a board made again)."""
+        return self.deployed
 
-    async def snapshot(self) -> dict[str, Any]:
-        """Everything the board knows, for ``status()``."""
+    async def snapshot(self) -> BoardSnapshot:
+        """Everything the board knows, for ``status()`` and for waiting on swaps."""
         now = time.monotonic()
         live = self._live()
-        return {
-            "app": self.app,
-            "epoch": self.epoch,
-            "generation": self.generation,
-            "active": self.active,
-            "previous": self.previous,
-            "target": self.target,
-            "canary_percent": self.canary_percent,
-            "live_replicas": sorted(r.replica_id for r in live),
-            "min_applied_epoch": min((r.applied_epoch for r in live), default=-1),
-            "replicas": {rid: r.as_dict(now, self.stale_s) for rid, r in self.replicas.items()},
-            "counters": self._totals(live),
-        }
+        return BoardSnapshot(
+            app=self.app,
+            board_id=self.board_id,
+            epoch=self.epoch,
+            generation=self.generation,
+            active=self.active,
+            previous=self.previous,
+            target=self.target,
+            canary_percent=self.canary_percent,
+            live_replicas=sorted(r.replica_id for r in live),
+            min_applied_epoch=min((r.report.applied_epoch for r in live), default=-1),
+            replicas={rid: r.status(now, self.stale_s) for rid, r in self.replicas.items()},
+            counters=_totals(live),
+            last_swap=last.model_copy() if (last := self.records.get(self.generation)) else None,
+            fence=self.fence,
+        )
 
-    def view(self) -> dict[str, Any]:
-        """What a replica needs: the epoch, the active, previous and target models and the canary share."""
-        return {
-            "epoch": self.epoch,
-            "generation": self.generation,
-            "active": self.active,
-            "previous": self.previous,
-            "target": self.target,
-            "canary_percent": self.canary_percent,
-        }
+    def view(self) -> BoardView:
+        """What a replica needs: the incarnation, epoch, active, previous and target models, canary share."""
+        return BoardView(
+            board_id=self.board_id,
+            epoch=self.epoch,
+            generation=self.generation,
+            active=self.active,
+            previous=self.previous,
+            target=self.target,
+            canary_percent=self.canary_percent,
+        )
 
     # ----- internals ----------------------------------------------------------------------------------
 
+    def _check_fence(self, fence: int) -> None:
+        if fence < self.fence:
+            raise StaleFenceError(self.app, fence, self.fence)
+        self.fence = fence
+
     def _touch(self, replica_id: str) -> _Replica:
         if replica_id in self._left:  # a late call from a replica that already said goodbye
-            return _Replica(replica_id)
+            return _Replica(replica_id, self.board_id)
         replica = self.replicas.get(replica_id)
         if replica is None:
-            replica = self.replicas[replica_id] = _Replica(replica_id)
+            replica = self.replicas[replica_id] = _Replica(replica_id, self.board_id)
         replica.last_seen = time.monotonic()
         self._forget_dead()
         return replica
@@ -279,48 +311,35 @@ class VersionBoard:
         for rid in [rid for rid, r in self.replicas.items() if now - r.last_seen > 12 * self.stale_s]:
             del self.replicas[rid]
 
-    def _forget_old_records(self) -> None:
-        for generation in [g for g in self.records if g <= self.generation - 50]:
-            del self.records[generation]
-
-    def _totals(self, replicas: list[_Replica]) -> dict[Version, dict[str, int]]:
-        totals: dict[Version, dict[str, int]] = {}
-        for replica in replicas:
-            for version, (requests, errors) in replica.counters.items():
-                entry = totals.setdefault(version, {"requests": 0, "errors": 0})
-                entry["requests"] += requests
-                entry["errors"] += errors
-        return totals
-
     def _require_pending(self, generation: int) -> None:
         record = self.records.get(generation)
         if record is None or self.generation != generation or self.target is None:
             raise ValueError(f"swap {generation} is no longer pending on app {self.app}")
-        if record["loaded_at"] is None:
+        if record.loaded_at is None:
             raise ValueError(f"swap {generation} has not loaded on every replica yet")
 
     def _supersede(self, reason: str) -> None:
         record = self.records.get(self.generation)
-        if record is not None and self.target is not None and record["flipped_at"] is None:
-            record["aborted"] = record["aborted"] or reason
+        if record is not None and self.target is not None and record.flipped_at is None:
+            record.aborted = record.aborted or reason
 
-    def _flip(self, record: dict[str, Any]) -> None:
+    def _flip(self, record: SwapRecord) -> None:
         assert self.target is not None
-        if self.active is not None and self.active["version"] != self.target["version"]:
+        if self.active is not None and self.active.version != self.target.version:
             self.previous = self.active
         self.active = self.target
         self.target = None
         self.canary_percent = 0.0
-        record["flipped_at"] = time.monotonic()
-        record["flip_epoch"] = self.epoch + 1
+        record.flipped_at = time.monotonic()
+        record.flip_epoch = self.epoch + 1
 
     def _failure(self, replica: _Replica) -> str | None:
         """The replica's reason for failing to load this generation's target, if it did."""
         assert self.target is not None
-        failure = replica.failures.get(self.target["version"])
-        if failure is None or failure.get("generation") != self.generation:
+        failure = replica.report.failures.get(self.target.version)
+        if failure is None or failure.generation != self.generation:
             return None
-        return str(failure.get("reason"))
+        return failure.reason
 
     async def _bump(self) -> int:
         async with self._changed:
@@ -335,23 +354,31 @@ class VersionBoard:
             return
         live = self._live()
         now = time.monotonic()
-        if self.target is not None and record["loaded_at"] is None and record["aborted"] is None:
-            failed = [r for r in live if self._failure(r) is not None]
+        target = self.target
+        if target is not None and record.loaded_at is None and record.aborted is None:
+            failed = [(r, reason) for r in live if (reason := self._failure(r)) is not None]
             if failed:
-                record["failure"] = {"replica": failed[0].replica_id, "reason": self._failure(failed[0])}
-                record["aborted"] = "load failed"
+                record.failure = SwapFailure(replica=failed[0][0].replica_id, reason=failed[0][1])
+                record.aborted = "load failed"
                 self.target = None
                 await self._bump()
                 return
-            if live and all(r.holds(self.target) for r in live):
-                record["loaded_at"] = now
-                record["replicas"] = len(live)
-                if record["auto_flip"]:
+            if live and all(r.report.holds(target) for r in live):
+                record.loaded_at = now
+                record.replicas = len(live)
+                if record.auto_flip:
                     self._flip(record)
                     await self._bump()
                     return
-        flip_epoch = record["flip_epoch"]
-        if flip_epoch is not None and record["acked_at"] is None and live:
-            if all(r.applied_epoch >= flip_epoch for r in live):
-                record["acked_at"] = now
-                record["replicas"] = len(live)
+        if record.flip_epoch is not None and record.acked_at is None and live:
+            if all(r.report.applied_epoch >= record.flip_epoch for r in live):
+                record.acked_at = now
+                record.replicas = len(live)
+
+
+def _totals(replicas: list[_Replica]) -> dict[Version, RequestCounts]:
+    totals: dict[Version, RequestCounts] = {}
+    for replica in replicas:
+        for version, counts in replica.counters.items():
+            totals[version] = totals.get(version, RequestCounts()) + counts
+    return totals

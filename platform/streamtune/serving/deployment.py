@@ -34,7 +34,8 @@ from starlette.responses import JSONResponse
 
 from streamtune.job import Predictor, load_job_class
 from streamtune.registry.manifest import MANIFEST, verify_manifest
-from streamtune.serving.board import NAMESPACE, Version
+from streamtune.serving.board import NAMESPACE
+from streamtune.serving.records import BoardView, LoadFailure, ModelRef, ReplicaReport, RequestCounts, Version
 
 log = logging.getLogger("ray.serve")
 VERSION_HEADER = "x-model-version"
@@ -54,45 +55,59 @@ INLINE_ROWS = 64
 class ModelServer:
     """One replica of a streamtune Serve app.
 
+    The replica does not need its board to exist: without one it serves whatever model it holds (503 only
+    if it holds none) and looks the board up again every ``poll_timeout_s``.
+
     Args:
         app: The Serve application name (for messages).
         entrypoint: ``module:Class`` of the Job whose ``load`` builds the predictor.
         board: Name of the app's VersionBoard actor (namespace ``streamtune``).
-        poll_timeout_s: How long one long-poll waits; also the heartbeat period.
+        poll_timeout_s: How long one long-poll waits; also the heartbeat and board look-up period.
+        fingerprint: The deploy's fingerprint (settings and code), so a new board can learn it.
 
     Example:
         >>> ModelServer.options(num_replicas=2).bind("sales", "jobs.gbdt:Job", "streamtune-board-sales")
         ... # doctest: +SKIP
     """
 
-    async def __init__(self, app: str, entrypoint: str, board: str, poll_timeout_s: float = 1.0) -> None:  # type: ignore[misc]  # noqa: E501
+    async def __init__(  # type: ignore[misc]
+        self, app: str, entrypoint: str, board: str, poll_timeout_s: float = 1.0, fingerprint: str = ""
+    ) -> None:
         self._app = app
         self._entrypoint = entrypoint
         self._board_name = board
         self._poll_timeout_s = poll_timeout_s
+        self._fingerprint = fingerprint
         self._replica_id = serve.get_replica_context().replica_id.unique_id
         self._models: dict[Version, _Model] = {}
         self._loading: dict[Version, asyncio.Task] = {}
-        self._failures: dict[Version, dict[str, Any]] = {}
+        self._failures: dict[Version, LoadFailure] = {}
         self._active: _Model | None = None
         self._candidate: _Model | None = None
+        self._fallback: _Model | None = None
         self._canary_percent = 0.0
-        self._view: dict[str, Any] = {"epoch": -1, "generation": -1}
+        self._board: Any = None
+        self._board_id = ""
+        self._view: BoardView | None = None
         self._applied_epoch = -1
         self._unreported = False
         self._counters: dict[Version, list[int]] = {}
         self._lock = asyncio.Lock()
-        self._board = ray.get_actor(board, namespace=NAMESPACE)
-        await self._apply(await self._board.register.remote(self._replica_id))
+        await self._connect()
         await self._warm_start()
         self._watcher: asyncio.Task[None] = asyncio.create_task(self._watch_loop())
 
     async def _warm_start(self) -> None:
-        """A replica that joins a serving app loads the active model before it takes traffic."""
-        active = self._view.get("active")
-        task = self._loading.get(active["version"]) if active else None
+        """Load the active model (or, with none yet, the target) before taking traffic."""
+        view = self._view
+        model = (view.active or view.target) if view is not None else None
+        task = self._loading.get(model.version) if model is not None else None
         if task is not None:
             await asyncio.wait([task])
+
+    def deploy_fingerprint(self) -> str:
+        """The fingerprint of the deploy that started this replica."""
+        return self._fingerprint
 
     # ----- requests -----------------------------------------------------------------------------------
 
@@ -135,10 +150,10 @@ class ModelServer:
         active, candidate = self._active, self._candidate
         if candidate is not None and active is not None and random.random() * 100 < self._canary_percent:
             return candidate
-        return active
+        return active or self._fallback
 
     def check_health(self) -> None:
-        """Fail the replica (Serve restarts it) if its board watcher has died."""
+        """Fail the replica (Serve restarts it) if its board watcher has died; a missing board is fine."""
         if self._watcher.done():
             raise RuntimeError(f"replica {self._replica_id} stopped watching its version board")
 
@@ -147,37 +162,60 @@ class ModelServer:
         # is going away from holding up the next flip for the board's stale window.
         try:
             self._watcher.cancel()
-            self._board.leave.remote(self._replica_id)
+            if self._board is not None:
+                self._board.leave.remote(self._replica_id)
         except Exception:  # interpreter teardown: nothing left to tell
             pass
 
     # ----- the board ----------------------------------------------------------------------------------
 
+    async def _connect(self) -> bool:
+        """Find the board, register and apply its view; False (and no board) while there is none."""
+        try:
+            board = ray.get_actor(self._board_name, namespace=NAMESPACE)
+            view = await board.register.remote(self._replica_id)
+            self._board = board
+            await self._apply(view)
+            return True
+        except ValueError:  # no board (yet): the service recreates it
+            self._board = None
+        except Exception as exc:  # a board dying under us: try again on the next poll
+            self._board = None
+            log.warning("replica %s could not register with its version board: %s", self._replica_id, exc)
+        return False
+
     async def _watch_loop(self) -> None:
         while True:
             try:
+                if self._board is None and not await self._connect():
+                    await asyncio.sleep(self._poll_timeout_s)
+                    continue
                 view = await self._board.watch.remote(
-                    self._replica_id, self._view["epoch"], self._counter_copy(), self._poll_timeout_s
+                    self._replica_id, self._epoch(), self._counter_copy(), self._poll_timeout_s
                 )
-                if view["epoch"] != self._view["epoch"] or self._unreported:
+                if view.epoch != self._epoch() or view.board_id != self._board_id or self._unreported:
                     await self._apply(view)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the board restarting: keep serving, find it again
+            except Exception as exc:  # the board died: keep serving what we hold, find it again
                 log.warning("replica %s lost its version board: %s", self._replica_id, exc)
+                self._board = None
                 await asyncio.sleep(self._poll_timeout_s)
-                try:
-                    self._board = ray.get_actor(self._board_name, namespace=NAMESPACE)
-                except ValueError:
-                    pass
 
-    async def _apply(self, view: dict[str, Any]) -> None:
+    def _epoch(self) -> int:
+        return -1 if self._view is None else self._view.epoch
+
+    async def _apply(self, view: BoardView) -> None:
         """Bring this replica in line with ``view``: start loads, free old models, move the pointers."""
         async with self._lock:
+            if view.board_id != self._board_id:  # a new board incarnation: its epochs and swaps start over
+                self._board_id = view.board_id
+                self._applied_epoch = -1
+                self._failures.clear()
             self._view = view
-            wanted = {m["version"]: m["uri"] for m in (view["active"], view["previous"], view["target"]) if m}
-            for version, uri in wanted.items():
-                self._ensure_loading(version, uri, view["generation"])
+            wanted = {m.version: m.uri for m in view.wanted()}
+            for model in view.wanted():
+                self._ensure_loading(model, view.generation)
             for version in [v for v, m in self._models.items() if wanted.get(v) != m.uri]:
                 if self._models[version] is not self._active:
                     del self._models[version]
@@ -186,50 +224,57 @@ class ModelServer:
             self._point(view)
             # Reporting under the lock keeps the board from seeing an older state after a newer one.
             self._unreported = True
-            await self._board.report.remote(self._replica_id, self._state())
-            self._unreported = False
+            if self._board is not None:
+                accepted = await self._board.report.remote(self._replica_id, self._state())
+                self._unreported = not accepted
 
-    def _point(self, view: dict[str, Any]) -> None:
-        active, target = view["active"], view["target"]
+    def _point(self, view: BoardView) -> None:
+        active, target = view.active, view.target
         if active is not None and self._holds(active):
-            self._active = self._models[active["version"]]
-        wants_canary = target is not None and view["canary_percent"] > 0
-        self._candidate = self._models[target["version"]] if wants_canary and self._holds(target) else None
-        self._canary_percent = view["canary_percent"] if self._candidate is not None else 0.0
+            self._active = self._models[active.version]
+        wants_canary = target is not None and view.canary_percent > 0
+        self._candidate = self._models[target.version] if target and wants_canary and self._holds(target) else None
+        self._canary_percent = view.canary_percent if self._candidate is not None else 0.0
+        # With nothing active on the board yet, a replica that holds the target answers with it, not 503.
+        first = active is None and target is not None and self._holds(target)
+        self._fallback = self._models[target.version] if first and target is not None else None
         if (active is None or self._holds(active)) and (not wants_canary or self._candidate is not None):
-            self._applied_epoch = view["epoch"]
+            self._applied_epoch = view.epoch
 
-    def _holds(self, model: dict[str, Any]) -> bool:
-        loaded = self._models.get(model["version"])
-        return loaded is not None and loaded.uri == model["uri"]
+    def _holds(self, model: ModelRef) -> bool:
+        loaded = self._models.get(model.version)
+        return loaded is not None and loaded.uri == model.uri
 
-    def _ensure_loading(self, version: Version, uri: str, generation: int) -> None:
-        loaded = self._models.get(version)
-        if (loaded is not None and loaded.uri == uri) or version in self._loading:
+    def _ensure_loading(self, model: ModelRef, generation: int) -> None:
+        if self._holds(model) or model.version in self._loading:
             return
-        failure = self._failures.get(version)
-        if failure is not None and failure["uri"] == uri and failure["generation"] == generation:
+        failure = self._failures.get(model.version)
+        if failure is not None and failure.uri == model.uri and failure.generation == generation:
             return
-        self._loading[version] = asyncio.create_task(self._load(version, uri, generation))
+        self._loading[model.version] = asyncio.create_task(self._load(model, generation))
 
-    async def _load(self, version: Version, uri: str, generation: int) -> None:
+    async def _load(self, model: ModelRef, generation: int) -> None:
         started = time.monotonic()
         try:
-            predictor = await asyncio.to_thread(self._load_blocking, uri)
+            predictor = await asyncio.to_thread(self._load_blocking, model.uri)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            self._failures[version] = {"uri": uri, "generation": generation, "reason": reason}
+            self._failures[model.version] = LoadFailure(generation=generation, uri=model.uri, reason=reason)
             log.warning(
-                "replica %s could not load version %s from %s: %s", self._replica_id, version, uri, reason
+                "replica %s could not load version %s from %s: %s", self._replica_id, model.version, model.uri,
+                reason,
             )
         else:
-            self._models[version] = _Model(version, uri, predictor)
-            self._failures.pop(version, None)
+            self._models[model.version] = _Model(model.version, model.uri, predictor)
+            self._failures.pop(model.version, None)
             log.info(
-                "replica %s loaded version %s in %.2fs", self._replica_id, version, time.monotonic() - started
+                "replica %s loaded version %s in %.2fs", self._replica_id, model.version,
+                time.monotonic() - started,
             )
         finally:
-            self._loading.pop(version, None)
+            self._loading.pop(model.version, None)
+        if self._view is None:
+            return
         try:
             await self._apply(self._view)
         except Exception as exc:
@@ -240,20 +285,19 @@ class ModelServer:
         verify_manifest(folder)  # before any job code touches the files
         return load_job_class(self._entrypoint)().load(folder)
 
-    def _state(self) -> dict[str, Any]:
-        return {
-            "applied_epoch": self._applied_epoch,
-            "active": self._active.version if self._active else None,
-            "loaded": {v: m.uri for v, m in self._models.items()},
-            "loading": list(self._loading),
-            "failures": {
-                v: {"generation": f["generation"], "reason": f["reason"]} for v, f in self._failures.items()
-            },
-            "counters": self._counter_copy(),
-        }
+    def _state(self) -> ReplicaReport:
+        return ReplicaReport(
+            board_id=self._board_id,
+            applied_epoch=self._applied_epoch,
+            active=self._active.version if self._active else None,
+            loaded={v: m.uri for v, m in self._models.items()},
+            loading=list(self._loading),
+            failures=dict(self._failures),
+            counters=self._counter_copy(),
+        )
 
-    def _counter_copy(self) -> dict[Version, list[int]]:
-        return {version: list(counts) for version, counts in self._counters.items()}
+    def _counter_copy(self) -> dict[Version, RequestCounts]:
+        return {v: RequestCounts(requests=c[0], errors=c[1]) for v, c in self._counters.items()}
 
 
 def _error(status: int, message: str, version: Version | None = None) -> JSONResponse:

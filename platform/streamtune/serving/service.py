@@ -3,13 +3,16 @@
 A swap does not redeploy: it writes the target on the app's :class:`VersionBoard`; replicas load it beside
 the model they serve, and once all of them hold it the board flips every replica's pointer at once.
 
+Serving can be rebuilt from a desired version kept elsewhere (the registry's champion): :meth:`ModelService.ensure`
+redeploys a missing app, remakes a missing board, or swaps, until the app serves that version.
+
 Example:
     >>> from streamtune.config.jobspec import ServeSpec
-    >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.tabular_gbdt:Job", "jobs", 8000)
-    >>> svc.url
-    'http://127.0.0.1:8000/sales'
-    >>> svc.deploy()                                  # doctest: +SKIP
-    >>> svc.swap(3, "/artifacts/sales/3").flip_s      # doctest: +SKIP
+    >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.tabular_gbdt:Job", "jobs", 8000, fence=3)
+    >>> svc.url, svc.fence
+    ('http://127.0.0.1:8000/sales', 3)
+    >>> svc.deploy(desired=ModelRef(version=3, uri="/artifacts/sales/3"))  # doctest: +SKIP
+    >>> svc.swap(4, "/artifacts/sales/4").flip_s                           # doctest: +SKIP
     0.004
 """
 
@@ -24,41 +27,32 @@ from typing import Any
 
 import ray
 import requests
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
+from ray.exceptions import RayActorError
 
 from streamtune.config.jobspec import RolloutSpec, ServeSpec
 from streamtune.errors import ConfigError, ServiceError, SwapError
-from streamtune.serving.board import NAMESPACE, Version, VersionBoard, board_name, board_options
+from streamtune.serving.board import VersionBoard, board_name, board_options
 from streamtune.serving.deployment import ModelServer
+from streamtune.serving.records import (
+    BoardSnapshot,
+    EnsureResult,
+    ModelRef,
+    ServiceStatus,
+    SwapReport,
+    Version,
+)
+from streamtune.serving.swaps import BoardClient, refused, run_swap
 
-_POLL_S = 0.01
+__all__ = ["ModelService", "SwapReport"]
 
-
-class SwapReport(BaseModel):
-    """What one swap or rollback did, timed on the board's clock."""
-
-    model_config = ConfigDict(frozen=True)
-
-    version: int | str = Field(description="The version now serving (or that was refused, on a SwapError).")
-    previous: int | str | None = Field(description="The version that served before.")
-    load_s: float = Field(description="Seconds from the request until every live replica had it loaded.")
-    flip_s: float = Field(
-        description="Seconds from the flip (right after all-loaded, or after the canary) "
-        "until every live replica acknowledged it."
-    )
-    total_s: float = Field(description="Wall-clock seconds of the whole call.")
-    replicas: int = Field(description="Live replicas that took part.")
-    canary: dict[str, Any] | None = Field(
-        None,
-        description="Canary numbers: percent, observe_s, requests, "
-        "errors, error_rate, max_error_rate; None without a canary.",
-    )
-    rolled_back: bool = Field(False, description="True for a rollback, or a canary that was rolled back.")
+# Serve app states in which Serve itself keeps the app up: a deploy with the same settings leaves it alone.
+_PRESENT = frozenset({"RUNNING", "DEPLOYING", "UNHEALTHY"})
+_POLL_S = 0.05
 
 
 class ModelService:
-    """One model's Ray Serve app, with in-place hot-swap, canary and rollback.
+    """One model's Ray Serve app, with in-place hot-swap, canary, rollback and recovery.
 
     Ray must already be running in this process (e.g. ``LocalRay(settings).start()``), with Serve's HTTP
     proxy on ``http_port``.
@@ -69,6 +63,8 @@ class ModelService:
         entrypoint: ``module:Class`` of the Job whose ``load`` builds predictors.
         code_dir: Folder of the package holding the entrypoint; shipped to replicas as a py_module.
         http_port: Port of Serve's HTTP proxy.
+        fence: This writer's fence token, passed on every board write; a board that has seen a higher one
+            refuses them (:class:`StaleFenceError`). May be changed later through the ``fence`` attribute.
 
     Example:
         >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.gbdt:Job", "jobs", 8000)
@@ -78,13 +74,22 @@ class ModelService:
     """
 
     def __init__(
-        self, app: str, serve_spec: ServeSpec, entrypoint: str, code_dir: str | Path, http_port: int = 8000
+        self,
+        app: str,
+        serve_spec: ServeSpec,
+        entrypoint: str,
+        code_dir: str | Path,
+        http_port: int = 8000,
+        *,
+        fence: int = 0,
     ) -> None:
         self.app = app
         self.spec = serve_spec
         self.entrypoint = entrypoint
         self.code_dir = Path(code_dir).expanduser().resolve()
         self.http_port = http_port
+        self.fence = fence
+        self._handle: Any = None
         self._http = requests.Session()
 
     @property
@@ -104,18 +109,24 @@ class ModelService:
 
     # ----- deploy / delete ----------------------------------------------------------------------------
 
-    def deploy(self, timeout_s: float = 120) -> None:
+    def deploy(self, desired: ModelRef | None = None, timeout_s: float = 120) -> bool:
         """Run the Serve app and wait until its replicas have registered with the board. Idempotent.
 
         A second call with the same settings and code leaves the running replicas alone; changed settings
         or code roll the replicas, and each new one loads the active version before it takes traffic.
+        With ``desired`` and no active model on the board (a fresh app, or a board made again), the board's
+        target is set to it first, so replicas load it while they start, and deploy returns once every
+        replica serves it. Returns True when it (re)ran the Serve app.
 
         Raises:
             ConfigError: ``code_dir`` is not a folder.
             ServiceError: Ray is not running, or the app did not come up.
+            SwapError: ``desired`` could not be loaded (the replica's reason included).
+            StaleFenceError: the board has seen a newer writer.
 
         Example:
-            >>> svc.deploy()  # doctest: +SKIP
+            >>> svc.deploy(desired=ModelRef(version=1, uri="/artifacts/sales/1"))  # doctest: +SKIP
+            True
         """
         _require_ray()
         if not self.code_dir.is_dir():
@@ -123,16 +134,50 @@ class ModelService:
                 f'Got "{self.code_dir}" for the job code folder; no such folder',
                 fix="point code_dir (job.code) at the package that holds the entrypoint",
             )
-        board = self._board(create=True)
+        client = self._client(create=True)
+        generation = self._start_desired(client, desired)
         options = self._deployment_options()
         fingerprint = hashlib.sha256(
             json.dumps([self.entrypoint, options], sort_keys=True, default=str).encode()
         ).hexdigest()
-        if ray.get(board.get_meta.remote("deploy")) == fingerprint and self._app_running():
-            self._wait_replicas(board, timeout_s)
-            return
+        rerun = not self._deployed_as(client, fingerprint)
+        if rerun:
+            client.claim()
+            self._run_app(options, fingerprint)
+        client.set_deployed(fingerprint)
+        self._wait_ready(client, desired, generation, timeout_s)
+        return rerun
+
+    def _start_desired(self, client: BoardClient, desired: ModelRef | None) -> int | None:
+        """Set the board's target to ``desired`` when nothing is active; the swap's generation, or None."""
+        if desired is None:
+            return None
+        snap = client.snapshot()
+        if snap.active is not None:
+            return None
+        if snap.target == desired:  # already on its way (a deploy that was interrupted, or run twice)
+            return snap.generation
+        return client.set_target(desired, kind="deploy")
+
+    def _deployed_as(self, client: BoardClient, fingerprint: str) -> bool:
+        """Whether the running app was deployed with ``fingerprint`` (asking a replica on a new board)."""
+        if self._app_status() not in _PRESENT:
+            return False
+        known = client.get_deployed()
+        if known is None:
+            known = self._running_fingerprint()
+        return known == fingerprint
+
+    def _running_fingerprint(self) -> str | None:
+        try:
+            handle = serve.get_app_handle(self.app).options(method_name="deploy_fingerprint")
+            return str(handle.remote().result(timeout_s=30))
+        except Exception:  # replicas of an older deploy, or none answering: redeploy to be sure
+            return None
+
+    def _run_app(self, options: dict[str, Any], fingerprint: str) -> None:
         server: Any = ModelServer  # Serve's decorator adds .options, which mypy cannot see
-        app = server.options(**options).bind(self.app, self.entrypoint, self.board_name)
+        app = server.options(**options).bind(self.app, self.entrypoint, self.board_name, fingerprint=fingerprint)
         try:
             serve.run(app, name=self.app, route_prefix=f"/{self.app}")
         except Exception as exc:
@@ -140,8 +185,6 @@ class ModelService:
                 f"Serve app {self.app} did not deploy: {exc}",
                 fix="see the replica logs under the Ray session's logs/serve folder",
             ) from exc
-        ray.get(board.set_meta.remote("deploy", fingerprint))
-        self._wait_replicas(board, timeout_s)
 
     def _deployment_options(self) -> dict[str, Any]:
         runtime_env = {"py_modules": [_upload_code(self.code_dir)]}
@@ -154,6 +197,32 @@ class ModelService:
             },
         }
 
+    def _wait_ready(
+        self, client: BoardClient, desired: ModelRef | None, generation: int | None, timeout_s: float
+    ) -> None:
+        """Wait until enough replicas registered and every live one serves the active model (``desired``)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            snap = client.snapshot()
+            if generation is not None:
+                record = snap.last_swap if snap.generation == generation else client.record(generation)
+                if record is not None and (record.failure is not None or record.aborted is not None):
+                    raise refused(self.app, record)
+            model = desired if generation is not None else snap.active
+            if model is not None and snap.serving(model, self.spec.replicas):
+                return
+            if model is None and len(snap.live_replicas) >= self.spec.replicas:
+                return
+            if time.monotonic() > deadline:
+                serving = f", all serving version {model.version}" if model is not None else ""
+                raise ServiceError(
+                    f"{self.app} did not have {self.spec.replicas} live replicas registered with its version "
+                    f"board{serving} within {timeout_s:.0f}s (live: {len(snap.live_replicas)}, "
+                    f"active: {_version(snap.active)})",
+                    fix="check the replica logs under the Ray session's logs/serve folder",
+                )
+            time.sleep(_POLL_S)
+
     def delete(self) -> None:
         """Delete the Serve app and its board. Safe to call when neither exists.
 
@@ -165,11 +234,52 @@ class ModelService:
         try:
             serve.delete(self.app)
         except Exception as exc:  # no app of that name, or Serve not started
-            if self._app_running():
+            if self._app_status() == "RUNNING":
                 raise ServiceError(f"Serve app {self.app} could not be deleted: {exc}") from exc
-        board = self._board(create=False)
-        if board is not None:
-            ray.kill(board)
+        self._handle = None
+        handle = self._lookup()
+        if handle is not None:
+            ray.kill(handle)
+        self._handle = None
+
+    # ----- recovery -----------------------------------------------------------------------------------
+
+    def ensure(self, desired: ModelRef, timeout_s: float = 120) -> EnsureResult:
+        """Make the app serve ``desired``: deploy it, remake its board, or swap to it, as needed.
+
+        Cheap when nothing is wrong (one Serve status call and one board snapshot). When the Serve app is
+        not running it is deployed with ``desired`` (action ``deployed``); when its board is missing, the
+        board is made again and the replicas re-register (``board_recreated``); when another version is
+        active and no swap is in flight, it swaps to ``desired`` without a canary (``swapped``). A swap in
+        flight is left alone (``busy``); nothing to do is ``none``.
+
+        Raises:
+            SwapError: ``desired`` could not be loaded; StaleFenceError: a newer writer owns the board.
+            ServiceError: the app did not come up.
+
+        Example:
+            >>> svc.ensure(ModelRef(version=3, uri="/artifacts/sales/3")).action  # doctest: +SKIP
+            'none'
+        """
+        _require_ray()
+        serve_status = self._app_status()
+        snap = self._snapshot()
+        action: Any = "none"
+        found = f"Serve app {serve_status}, " + ("no board" if snap is None else f"active {_version(snap.active)}")
+        if serve_status not in _PRESENT or snap is None:
+            action = "deployed" if serve_status not in _PRESENT else "board_recreated"
+            self.deploy(desired, timeout_s)
+            snap = self._client().snapshot()
+        if snap.active == desired:
+            return self._result(action, desired, f"{found}; serving version {desired.version}")
+        if snap.target is not None:
+            detail = f"{found}; swap to version {snap.target.version} in flight, left alone"
+            return self._result("busy", desired, detail)
+        report = run_swap(self._client(), desired, kind="ensure", rollout=None, timeout_s=timeout_s)
+        return self._result("swapped", desired, f"{found}; swapped to version {desired.version}", report)
+
+    def _result(self, action: Any, desired: ModelRef, detail: str, report: SwapReport | None = None) -> EnsureResult:
+        return EnsureResult(app=self.app, action=action, desired=desired, report=report, detail=detail)
 
     # ----- swap / rollback ----------------------------------------------------------------------------
 
@@ -196,26 +306,16 @@ class ModelService:
         Raises:
             SwapError: a replica could not load it (reason included), the canary failed (the error's
                 ``report`` attribute holds the numbers), or the timeout passed. The old version keeps
-                serving in each case.
+                serving in each case. StaleFenceError (a SwapError): a newer writer owns the board.
 
         Example:
             >>> report = svc.swap(2, "/artifacts/sales/2")  # doctest: +SKIP
             >>> report.version, report.previous              # doctest: +SKIP
             (2, 1)
         """
-        rollout = rollout or self.spec.rollout
-        started = time.monotonic()
-        board = self._board(create=False, required=True)
-        canary = rollout.canary_percent > 0 and ray.get(board.snapshot.remote())["active"] is not None
-        generation = ray.get(board.set_target.remote(version, str(artifact_uri), not canary, "swap"))
-        deadline = started + timeout_s
-        self._wait(board, generation, "loaded_at", deadline, timeout_s)
-        canary_info = None
-        if canary:
-            canary_info = self._canary(board, generation, rollout, deadline, started)
-            ray.get(board.promote.remote(generation))
-        record = self._wait(board, generation, "acked_at", deadline, timeout_s)
-        return _report(record, started, canary_info, rolled_back=False)
+        model = ModelRef(version=version, uri=str(artifact_uri))
+        client = self._client(required=True)
+        return run_swap(client, model, kind="swap", rollout=rollout or self.spec.rollout, timeout_s=timeout_s)
 
     def rollback(self, timeout_s: float = 60) -> SwapReport:
         """Flip every replica back to the previous version, which they keep loaded.
@@ -229,36 +329,26 @@ class ModelService:
             >>> svc.rollback().version  # doctest: +SKIP
             1
         """
-        started = time.monotonic()
-        board = self._board(create=False, required=True)
-        previous = ray.get(board.snapshot.remote())["previous"]
+        client = self._client(required=True)
+        previous = client.snapshot().previous
         if previous is None:
             raise SwapError(
                 f"App {self.app} has no previous version to roll back to",
                 fix="swap() a second version in first",
             )
-        generation = ray.get(board.set_target.remote(previous["version"], previous["uri"], True, "rollback"))
-        deadline = started + timeout_s
-        self._wait(board, generation, "loaded_at", deadline, timeout_s)
-        record = self._wait(board, generation, "acked_at", deadline, timeout_s)
-        return _report(record, started, None, rolled_back=True)
+        return run_swap(client, previous, kind="rollback", rollout=None, timeout_s=timeout_s)
 
     # ----- status / predict ---------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """The app's Serve status and the board's view: active, previous, target, replicas, counters.
+    def status(self) -> ServiceStatus:
+        """The app's Serve status and the board's snapshot (None without a board).
 
         Example:
-            >>> svc.status()["active"]  # doctest: +SKIP
-            {'version': 2, 'uri': '/artifacts/sales/2'}
+            >>> svc.status().board.active  # doctest: +SKIP
+            ModelRef(version=2, uri='/artifacts/sales/2')
         """
-        board = self._board(create=False) if ray.is_initialized() else None
-        result: dict[str, Any] = {"app": self.app, "url": self.url, "serve_status": self._app_status()}
-        if board is not None:
-            snapshot = ray.get(board.snapshot.remote())
-            snapshot["last_swap"] = ray.get(board.record.remote(snapshot["generation"]))
-            result.update(snapshot)
-        return result
+        board = self._snapshot() if ray.is_initialized() else None
+        return ServiceStatus(app=self.app, url=self.url, serve_status=self._app_status(), board=board)
 
     def predict(self, rows: list[dict[str, Any]], timeout_s: float = 30) -> dict[str, Any]:
         """POST rows to the app over HTTP; returns ``{"version": v, "predictions": [...]}``.
@@ -284,15 +374,35 @@ class ModelService:
 
     # ----- internals ----------------------------------------------------------------------------------
 
-    def _board(self, *, create: bool, required: bool = False) -> Any:
+    def _lookup(self) -> Any:
+        """The board's handle (cached), or None when there is no board."""
+        if self._handle is None:
+            try:
+                self._handle = ray.get_actor(self.board_name, namespace=board_options(self.app)["namespace"])
+            except ValueError:
+                return None
+        return self._handle
+
+    def _client(self, *, create: bool = False, required: bool = False) -> BoardClient:
         if create:
-            return VersionBoard.options(**board_options(self.app)).remote(self.app)  # type: ignore[attr-defined]
-        try:
-            return ray.get_actor(self.board_name, namespace=NAMESPACE)
-        except ValueError:
-            if required:
-                raise ServiceError(f"App {self.app} has no version board", fix="deploy() it first") from None
-            return None
+            self._handle = VersionBoard.options(**board_options(self.app)).remote(self.app)  # type: ignore[attr-defined]
+        elif required and self._snapshot() is None:  # also drops a cached handle of a board that died
+            raise ServiceError(f"App {self.app} has no version board", fix="deploy() it first")
+        if self._lookup() is None:
+            raise ServiceError(f"App {self.app} has no version board", fix="deploy() it first")
+        return BoardClient(self._handle, self.app, self.fence)
+
+    def _snapshot(self) -> BoardSnapshot | None:
+        """The board's snapshot, or None when it is missing (a dead cached handle is looked up again)."""
+        for _ in range(2):
+            handle = self._lookup()
+            if handle is None:
+                return None
+            try:
+                return BoardClient(handle, self.app).snapshot()
+            except RayActorError:
+                self._handle = None
+        return None
 
     def _app_status(self) -> str:
         """Serve's status of the app (RUNNING, DEPLOYING, ...), or NOT_DEPLOYED."""
@@ -308,130 +418,9 @@ class ModelService:
             else str(getattr(app_status.status, "value", app_status.status))
         )
 
-    def _app_running(self) -> bool:
-        return self._app_status() == "RUNNING"
 
-    def _wait_replicas(self, board: Any, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            live = ray.get(board.snapshot.remote())["live_replicas"]
-            if len(live) >= self.spec.replicas:
-                return
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"Only {len(live)} of {self.spec.replicas} replicas of {self.app} registered "
-                    f"with the version board within {timeout_s:.0f}s"
-                )
-            time.sleep(0.1)
-
-    def _wait(
-        self, board: Any, generation: int, key: str, deadline: float, timeout_s: float
-    ) -> dict[str, Any]:
-        """Poll the swap's record until ``key`` is set; raise SwapError on failure, abort or timeout."""
-        while True:
-            record = ray.get(board.record.remote(generation))
-            if record is None:
-                raise SwapError(f"Swap {generation} of app {self.app} is no longer known to its board")
-            if record[key] is not None:
-                return record
-            if record["failure"] is not None or record["aborted"] is not None:
-                raise _refused(self.app, record)
-            if time.monotonic() > deadline:
-                if key == "loaded_at":
-                    ray.get(board.abort.remote(generation, "timed out"))
-                raise SwapError(
-                    f"Swap of app {self.app} to version {record['version']} timed out after {timeout_s:.0f}s "
-                    f"waiting for every replica to {'load' if key == 'loaded_at' else 'acknowledge'} it",
-                    fix=f"check the replicas in ModelService.status(); raise timeout_s above {timeout_s:.0f}",
-                )
-            time.sleep(_POLL_S)
-
-    def _canary(
-        self, board: Any, generation: int, rollout: RolloutSpec, deadline: float, started: float
-    ) -> dict[str, Any]:
-        """Send the canary share to the candidate, watch it, and withdraw it if it errs too often."""
-        record = ray.get(board.record.remote(generation))
-        epoch = ray.get(board.set_canary.remote(generation, rollout.canary_percent))
-        self._wait_applied(board, epoch, deadline)
-        info = _observe(board, record["version"], rollout)
-        if info["error_rate"] <= rollout.max_error_rate:
-            return info
-        self._wait_applied(board, ray.get(board.abort.remote(generation, "canary failed")), deadline)
-        err = SwapError(
-            f"Canary of version {record['version']} on app {self.app} failed: error rate "
-            f"{info['error_rate']:.1%} over {info['requests']} requests exceeds rollout.max_error_rate "
-            f"{rollout.max_error_rate:.1%}; version {record['previous']} keeps serving",
-            fix="check the candidate's predict on live rows; its errors are in the replica logs",
-        )
-        # SwapError has no report field; the canary's numbers ride along as an attribute.
-        report = _report(ray.get(board.record.remote(generation)), started, info, rolled_back=True)
-        err.report = report  # type: ignore[attr-defined]
-        raise err
-
-    def _wait_applied(self, board: Any, epoch: int, deadline: float) -> None:
-        while ray.get(board.snapshot.remote())["min_applied_epoch"] < epoch:
-            if time.monotonic() > deadline:
-                raise SwapError(f"Replicas of app {self.app} did not apply board epoch {epoch} in time")
-            time.sleep(_POLL_S)
-
-
-def _observe(board: Any, version: Version, rollout: RolloutSpec) -> dict[str, Any]:
-    """Watch the candidate's request and error counts for ``rollout.observe`` seconds."""
-    before = _counts(board, version)
-    observe_until = time.monotonic() + rollout.observe
-    while True:
-        now = _counts(board, version)
-        requests_, errors = now[0] - before[0], now[1] - before[1]
-        rate = errors / requests_ if requests_ else 0.0
-        # Stop early once enough requests show the rate is over the limit: every extra second hurts users.
-        if (rate > rollout.max_error_rate and requests_ >= 10) or time.monotonic() >= observe_until:
-            break
-        time.sleep(0.1)
-    return {
-        "percent": rollout.canary_percent,
-        "observe_s": rollout.observe,
-        "requests": requests_,
-        "errors": errors,
-        "error_rate": round(rate, 4),
-        "max_error_rate": rollout.max_error_rate,
-    }
-
-
-def _counts(board: Any, version: Version) -> tuple[int, int]:
-    entry = ray.get(board.snapshot.remote())["counters"].get(version, {"requests": 0, "errors": 0})
-    return entry["requests"], entry["errors"]
-
-
-def _report(
-    record: dict[str, Any], started: float, canary: dict[str, Any] | None, rolled_back: bool
-) -> SwapReport:
-    loaded_at, flipped_at, acked_at = record["loaded_at"], record["flipped_at"], record["acked_at"]
-    return SwapReport(
-        version=record["version"],
-        previous=record["previous"],
-        load_s=round(loaded_at - record["started"], 4) if loaded_at else 0.0,
-        flip_s=round(acked_at - flipped_at, 4) if acked_at and flipped_at else 0.0,
-        total_s=round(time.monotonic() - started, 4),
-        replicas=record.get("replicas", 0),
-        canary=canary,
-        rolled_back=rolled_back,
-    )
-
-
-def _refused(app: str, record: dict[str, Any]) -> SwapError:
-    failure = record["failure"]
-    keeps = (
-        f"version {record['previous']} keeps serving"
-        if record["previous"] is not None
-        else "nothing serves yet"
-    )
-    if failure is not None:
-        return SwapError(
-            f"Replica {failure['replica']} of app {app} could not load version {record['version']} from "
-            f"{record['uri']}: {failure['reason']}; {keeps}",
-            fix="check the artifact (its manifest is verified before loading) and the job's load()",
-        )
-    return SwapError(f"Swap of app {app} to version {record['version']} was {record['aborted']}; {keeps}")
+def _version(model: ModelRef | None) -> str:
+    return "none" if model is None else str(model.version)
 
 
 def _require_ray() -> None:

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 
 from streamtune.config.settings import Settings
-from streamtune.dev import LocalKafka, kafka_jars
-from streamtune.dev import kafka as kafka_mod
+from streamtune.embedded import LocalKafka, kafka_jars
+from streamtune.embedded import kafka as kafka_mod
 from streamtune.errors import ServiceError
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_packaged_pom_is_the_deploy_pom() -> None:
-    packaged = (REPO / "platform/streamtune/dev/kafka_pom.xml").read_text()
+    packaged = (REPO / "platform/streamtune/embedded/kafka_pom.xml").read_text()
     assert packaged == (REPO / "deploy/kafka/pom.xml").read_text()
     assert kafka_jars._pom_text() == packaged
     assert "<kafka.version>4.1.1</kafka.version>" in packaged

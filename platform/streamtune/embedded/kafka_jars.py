@@ -1,7 +1,7 @@
 """The local Kafka broker's jars: found with Maven from ``kafka_pom.xml`` into a shared cache, and Java checked.
 
 Example:
-    >>> from streamtune.dev.kafka_jars import fetch_jars
+    >>> from streamtune.embedded.kafka_jars import fetch_jars
     >>> fetch_jars("4.1.1")  # doctest: +SKIP
     PosixPath('/root/.cache/streamtune/kafka-4.1.1/libs')
 """
@@ -59,10 +59,10 @@ def _require_java() -> str:
 
 def _pom_text() -> str:
     try:
-        return (resources.files("streamtune.dev") / "kafka_pom.xml").read_text(encoding="utf-8")
+        return (resources.files("streamtune.embedded") / "kafka_pom.xml").read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
         raise ServiceError(
-            "streamtune/dev/kafka_pom.xml is missing from the installed package",
+            "streamtune/embedded/kafka_pom.xml is missing from the installed package",
             fix="reinstall streamtune, or fetch the jars with deploy/kafka/fetch.sh",
         ) from None
 

@@ -1,0 +1,181 @@
+"""Commands over the control plane: submit, runs, models, history, promote, rollback, cancel, run-now, ..."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from streamtune.cli.app import JSON_OPTION, REASON_OPTION, app, console, guard, print_json
+from streamtune.config.settings import Settings
+from streamtune.registry.commands import CommandRecord
+from streamtune.sdk.client import Client
+
+
+def _client() -> Client:
+    return Client(Settings.from_env())
+
+
+def _done(record: CommandRecord, as_json: bool) -> None:
+    if as_json:
+        print_json(record)
+    else:
+        assert record.outcome is not None
+        console.print(f"{record.outcome.message} [dim](command {record.id})[/]", highlight=False)
+
+
+@app.command()
+def submit(spec: Path = typer.Argument(..., help="JobSpec YAML file."), reason: str = REASON_OPTION,
+           as_json: bool = JSON_OPTION) -> None:
+    """Submit a JobSpec; the controller stores it and starts watching its topic."""
+    guard(lambda: _done(_client().submit(spec, reason=reason), as_json))
+
+
+@app.command()
+def pause(name: str = typer.Argument(..., help="Spec name."), reason: str = REASON_OPTION,
+          as_json: bool = JSON_OPTION) -> None:
+    """Start no new runs of a spec (its windows still close into pending runs)."""
+    guard(lambda: _done(_client().pause(name, reason=reason), as_json))
+
+
+@app.command()
+def resume(name: str = typer.Argument(..., help="Spec name."), reason: str = REASON_OPTION,
+           as_json: bool = JSON_OPTION) -> None:
+    """Start runs of a paused spec again."""
+    guard(lambda: _done(_client().resume(name, reason=reason), as_json))
+
+
+@app.command()
+def promote(name: str = typer.Argument(..., help="Model (spec) name."),
+            version: int = typer.Argument(..., help="Registered version to serve."),
+            reason: str = REASON_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Hot-swap a registered version into serving and make it the champion."""
+    def _promote() -> None:
+        record = _client().promote(name, version, reason=reason)
+        _done(record, as_json)
+        swap = record.outcome.swap if record.outcome else None
+        if swap is not None and not as_json:
+            console.print(f"load {swap.load_s:.3f}s, flip {swap.flip_s:.3f}s on {swap.replicas} replicas")
+    guard(_promote)
+
+
+@app.command()
+def rollback(name: str = typer.Argument(..., help="Model (spec) name."), reason: str = REASON_OPTION,
+             as_json: bool = JSON_OPTION) -> None:
+    """Swap back to the previous champion."""
+    guard(lambda: _done(_client().rollback(name, reason=reason), as_json))
+
+
+@app.command()
+def cancel(run_id: str = typer.Argument(..., help="Run id."), reason: str = REASON_OPTION,
+           as_json: bool = JSON_OPTION) -> None:
+    """Cancel a run that has not passed the gate yet (its Ray Job is stopped)."""
+    guard(lambda: _done(_client().cancel(run_id, reason=reason), as_json))
+
+
+@app.command("run-now")
+def run_now(name: str = typer.Argument(..., help="Spec name."), reason: str = REASON_OPTION,
+            as_json: bool = JSON_OPTION) -> None:
+    """Queue a manual run over the data of the spec's most recent window."""
+    guard(lambda: _done(_client().run_now(name, reason=reason), as_json))
+
+
+@app.command()
+def runs(spec: str = typer.Option(None, help="Only runs of this JobSpec."),
+         limit: int = typer.Option(20, help="How many."), as_json: bool = JSON_OPTION) -> None:
+    """List runs, newest first."""
+    def _runs() -> None:
+        found = _client().runs(spec, limit=limit)
+        if as_json:
+            print_json(found)
+            return
+        table = Table("run", "spec", "status", "rows", "trigger", "version", "holdout", "error")
+        for r in found:
+            gate = (r.gate or {}).get("numbers") or {}
+            table.add_row(r.run_id, r.spec_name, r.status.value, str(r.num_rows), r.reason,
+                          str(r.model_version or "-"), str(gate.get("challenger", "-")), (r.error or "")[:60])
+        console.print(table)
+    guard(_runs)
+
+
+@app.command()
+def models(name: str = typer.Option(None, help="Only versions of this model."), as_json: bool = JSON_OPTION) -> None:
+    """List registered model versions; * marks the champion."""
+    def _models() -> None:
+        client = _client()
+        found = client.models(name)
+        if as_json:
+            print_json(found)
+            return
+        table = Table("model", "version", "run", "metrics", "champion", "artifact")
+        champions = {n: client.champion(n) for n in {m.name for m in found}}
+        for m in found:
+            champ = champions[m.name]
+            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.metrics.items(), key=lambda kv: not
+                                kv[0].startswith("holdout_")) if isinstance(v, float))
+            table.add_row(m.name, str(m.version), m.run_id, metrics,
+                          "*" if champ and champ.version == m.version else "", m.artifact_uri)
+        console.print(table)
+    guard(_models)
+
+
+@app.command()
+def history(name: str = typer.Argument(..., help="Model (spec) name."),
+            alias: str = typer.Option("champion", help="Alias to show; '' for all."),
+            as_json: bool = JSON_OPTION) -> None:
+    """Show how a model's alias moved: when, from which version to which, and why."""
+    def _history() -> None:
+        import datetime
+
+        events = _client().alias_history(name, alias or None)
+        if as_json:
+            print_json(events)
+            return
+        table = Table("when", "alias", "version", "previous", "reason")
+        for e in events:
+            when = datetime.datetime.fromtimestamp(e.at).isoformat(sep=" ", timespec="seconds")
+            table.add_row(when, e.alias, str(e.version or "-"), str(e.previous or "-"), e.reason)
+        console.print(table)
+    guard(_history)
+
+
+@app.command()
+def commands(limit: int = typer.Option(20, help="How many."), as_json: bool = JSON_OPTION) -> None:
+    """List commands, newest first: what was asked, by whom, why, and what came of it."""
+    def _commands() -> None:
+        found = _client().commands(limit)
+        if as_json:
+            print_json(found)
+            return
+        table = Table("command", "what", "actor", "reason", "status", "outcome")
+        for c in found:
+            outcome = c.error if c.error else (c.outcome.message if c.outcome else "")
+            table.add_row(c.id, c.command.describe(), c.actor, c.reason, c.status.value, outcome[:70])
+        console.print(table)
+    guard(_commands)
+
+
+@app.command()
+def status(as_json: bool = JSON_OPTION) -> None:
+    """Show the active controller, every spec, and the command queue."""
+    def _status() -> None:
+        st = _client().status()
+        if as_json:
+            print_json(st)
+            return
+        ctl = st.controller
+        if ctl is None:
+            console.print("controller: [red]none has ever run[/] (start one with `streamtune up`)")
+        else:
+            lapsed = f"[red]none active[/] (lease lapsed {-ctl.expires_in_s:.0f}s ago)"
+            state = "[green]active[/]" if ctl.active else lapsed
+            console.print(f"controller: {state}, {ctl.holder}, lease token {ctl.token}", highlight=False)
+        table = Table("spec", "dataset", "topic", "app", "paused", "champion", "active run", "pending")
+        for s in st.specs:
+            active = f"{s.active_run} ({s.active_status})" if s.active_run else "-"
+            table.add_row(s.name, s.dataset, s.topic, s.app, "yes" if s.paused else "", str(s.champion or "-"),
+                          active, str(s.pending_runs))
+        console.print(table)
+        console.print(f"{st.pending_commands} command(s) waiting; registry {st.registry}", highlight=False)
+    guard(_status)

@@ -1,0 +1,148 @@
+"""Commands that start and stop services: demo, up, down, kafka, controller."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from streamtune.cli.app import app, console, guard
+from streamtune.config.settings import Settings
+from streamtune.errors import ServiceError, StreamtuneError
+
+if TYPE_CHECKING:
+    from streamtune.control.base import ControlPlane
+
+
+@app.command()
+def demo(spec: Path = typer.Option(Path("configs/demo.yaml"), help="JobSpec the demo runs."),
+         timeout: float = typer.Option(600, help="Seconds each run may take.")) -> None:
+    """Run the whole loop locally: Kafka event -> sweep -> gate -> registry -> hot-swap under load."""
+    from streamtune.dev.demo import run_demo
+
+    summary = guard(lambda: run_demo(Settings.from_env(), spec_path=spec, console=console, timeout_s=timeout))
+    raise typer.Exit(0 if summary["ok"] else 1)
+
+
+@app.command()
+def up(wait: float = typer.Option(60, help="Seconds to wait for the controller to become active.")) -> None:
+    """Start a local Kafka broker, a Ray head with Serve, and a controller daemon; wait until it is active."""
+    def _up() -> None:
+        from streamtune.control.local import LocalControlPlane
+        from streamtune.embedded import LocalKafka, LocalRay
+
+        settings = Settings.from_env()
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        with console.status("starting Kafka"):
+            bootstrap = LocalKafka(settings).start()
+        with console.status("starting Ray head and Serve"):
+            LocalRay(settings, detached=True).start()
+        pid = _start_controller(settings)
+        control = LocalControlPlane(settings)
+        with console.status("waiting for the controller to take the lease"):
+            holder = _wait_active(control, pid, wait, settings)
+        console.print(f"Kafka {bootstrap}; Ray jobs {settings.jobs_url}; Serve http://{settings.serve_host}:"
+                      f"{settings.serve_port}; controller {holder} (pid {pid}), log {settings.log_dir}/controller.log")
+    guard(_up)
+
+
+def _wait_active(control: ControlPlane, pid: int, wait_s: float, settings: Settings) -> str:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        status = control.status().controller
+        if status is not None and status.active and f":{pid}:" in status.holder:
+            return status.holder
+        if not _alive(pid):
+            raise ServiceError(f"the controller (pid {pid}) exited", fix=f"see {settings.log_dir}/controller.log")
+        time.sleep(0.2)
+    raise ServiceError(f"the controller (pid {pid}) did not become active within {wait_s:.0f}s",
+                       fix="another controller may hold the lease; see `streamtune status`")
+
+
+def _start_controller(settings: Settings) -> int:
+    pid_file = settings.home / "controller.pid"
+    if pid_file.is_file() and _alive(int(pid_file.read_text())):
+        return int(pid_file.read_text())
+    log = open(settings.log_dir / "controller.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([sys.executable, "-m", "streamtune.controller"], stdout=log, stderr=log,
+                            env={**os.environ, "STREAMTUNE_HOME": str(settings.home)}, start_new_session=True)
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie (our exited child, not reaped) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@app.command()
+def down() -> None:
+    """Stop the controller (it hands its lease over at once), Ray and the local Kafka broker."""
+    def _down() -> None:
+        from streamtune.embedded import LocalKafka, LocalRay
+
+        settings = Settings.from_env()
+        pid_file = settings.home / "controller.pid"
+        if pid_file.is_file():
+            pid = int(pid_file.read_text())
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                _wait_exit(pid, 15)
+            pid_file.unlink()
+        LocalRay(settings, detached=True).stop()
+        LocalKafka(settings).stop()
+        console.print("stopped")
+    guard(_down)
+
+
+def _wait_exit(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+@app.command()
+def controller() -> None:
+    """Run a controller in the foreground: active, or a standby that takes over when the lease lapses."""
+    from streamtune.controller.__main__ import main as run_controller
+
+    raise typer.Exit(run_controller())
+
+
+@app.command()
+def kafka() -> None:
+    """Run the local Kafka broker in the foreground until Ctrl-C (or reuse one that is already up)."""
+    def _kafka() -> None:
+        from streamtune.embedded import LocalKafka
+
+        broker = LocalKafka(Settings.from_env())
+        with console.status("starting Kafka"):
+            bootstrap = broker.start()
+        console.print(f"Kafka at {bootstrap}; log {broker.log_file}; Ctrl-C stops it")
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        try:
+            while not done.wait(1.0):
+                if not broker.is_running():
+                    raise StreamtuneError(f"the broker stopped; see {broker.log_file}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            broker.stop()
+            console.print("Kafka stopped")
+    guard(_kafka)

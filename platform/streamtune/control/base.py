@@ -1,0 +1,272 @@
+"""The :class:`ControlPlane` interface: what a caller can read, and the commands it can ask for.
+
+Implementations supply a few primitives (reads, ``append``, ``publish``, ``predict``, ``status``); the
+operations users call (``submit``, ``promote``, ``rollback``, ``cancel``, ``run_now``, ``pause``,
+``resume``, ``wait``) are built on them here once, so every implementation behaves the same.
+
+Example:
+    >>> from streamtune.control import LocalControlPlane
+    >>> from streamtune.config.settings import Settings
+    >>> import tempfile
+    >>> cp = LocalControlPlane(Settings(home=tempfile.mkdtemp()))
+    >>> cp.pause("ctr", wait=False).command.describe()
+    'pause spec ctr'
+    >>> cp.status().pending_commands
+    1
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from streamtune.config.jobspec import JobSpec, load_jobspec
+from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
+from streamtune.errors import CommandFailed, NotFoundError, ServiceError, StreamtuneError
+from streamtune.events.schema import DataArrival
+from streamtune.registry.commands import (
+    CancelRun,
+    Command,
+    CommandRecord,
+    PauseSpec,
+    Promote,
+    ResumeSpec,
+    Rollback,
+    RunNow,
+    SubmitSpec,
+)
+from streamtune.registry.records import TERMINAL_STATUSES, AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+
+_NO_CONTROLLER_AFTER_S = 3.0
+
+
+class ControlPlane(ABC):
+    """What every streamtune client can do, locally or (later) over HTTP.
+
+    Args:
+        actor: Who asks, recorded with every command (default: the OS user).
+        command_timeout_s: How long the command methods wait for the controller by default.
+    """
+
+    def __init__(self, *, actor: str | None = None, command_timeout_s: float = 300.0) -> None:
+        self.actor = actor or getpass.getuser()
+        self.command_timeout_s = command_timeout_s
+
+    # -- primitives ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def specs(self) -> list[SpecRecord]:
+        """Every submitted spec, by name."""
+
+    @abstractmethod
+    def runs(self, spec: str | None = None, status: RunStatus | str | list[RunStatus | str] | None = None,
+             limit: int = 50) -> list[RunRecord]:
+        """Runs, newest first, optionally of one spec and of the given status(es)."""
+
+    @abstractmethod
+    def find_run(self, run_id: str) -> RunRecord | None:
+        """One run, or None."""
+
+    @abstractmethod
+    def models(self, name: str | None = None) -> list[ModelVersion]:
+        """Registered model versions, by name then version."""
+
+    @abstractmethod
+    def champion(self, name: str) -> ModelVersion | None:
+        """The version the champion alias of ``name`` points at, or None."""
+
+    @abstractmethod
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """Alias changes of model ``name`` (of one alias if given), oldest first, with who asked and why."""
+
+    @abstractmethod
+    def commands(self, limit: int = 50) -> list[CommandRecord]:
+        """Commands, newest first."""
+
+    @abstractmethod
+    def find_command(self, command_id: str) -> CommandRecord | None:
+        """One command, or None."""
+
+    @abstractmethod
+    def status(self) -> ControlStatus:
+        """The controller's lease, every spec at a glance, and the command queue."""
+
+    @abstractmethod
+    def append(self, command: Command, *, reason: str = "") -> CommandRecord:
+        """Append a command for the active controller, as :attr:`actor`."""
+
+    @abstractmethod
+    def publish(self, events: Iterable[DataArrival], topic: str | None = None) -> list[PublishedEvent]:
+        """Send data-arrival events to Kafka (the default events topic unless ``topic`` is given)."""
+
+    @abstractmethod
+    def predict(self, name: str, rows: list[dict[str, Any]], timeout_s: float = 10) -> Prediction:
+        """Ask the model (spec) ``name``'s Serve app for predictions of ``rows``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    # -- reads built on the primitives ---------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunRecord:
+        """One run.
+
+        Raises:
+            NotFoundError: no run has that id.
+        """
+        run = self.find_run(run_id)
+        if run is None:
+            raise NotFoundError(f'Got "{run_id}" for run; no such run', fix="list runs with `streamtune runs`")
+        return run
+
+    def command(self, command_id: str) -> CommandRecord:
+        """One command.
+
+        Raises:
+            NotFoundError: no command has that id.
+        """
+        record = self.find_command(command_id)
+        if record is None:
+            raise NotFoundError(f'Got "{command_id}" for command; no such command')
+        return record
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec | str | Path, *, reason: str = "", wait: bool = True,
+               timeout_s: float | None = None) -> CommandRecord:
+        """Submit a JobSpec (object or YAML path); the controller stores it and watches its topic.
+
+        Raises:
+            ConfigError: the YAML or the spec is invalid (checked here, before anything is sent).
+            CommandFailed: the controller refused it (e.g. its job code folder does not exist).
+        """
+        if not isinstance(spec, JobSpec):
+            spec = load_jobspec(spec)
+        return self._ask(SubmitSpec(spec=spec), reason, wait, timeout_s)
+
+    def pause(self, name: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
+        """Stop starting runs of spec ``name``; windows still close into pending runs."""
+        return self._ask(PauseSpec(spec=name), reason, wait, None)
+
+    def resume(self, name: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
+        """Start runs of a paused spec again."""
+        return self._ask(ResumeSpec(spec=name), reason, wait, None)
+
+    def promote(self, name: str, version: int, *, reason: str = "", wait: bool = True,
+                timeout_s: float | None = None) -> CommandRecord:
+        """Hot-swap a registered version into serving and make it the champion; ``outcome.swap`` has the numbers.
+
+        Raises:
+            NotFoundError: no such model or version (checked here first).
+            CommandFailed: the swap failed; the previous version keeps serving.
+        """
+        self._require_version(name, version)
+        return self._ask(Promote(model=name, version=version), reason, wait, timeout_s)
+
+    def rollback(self, name: str, *, reason: str = "", wait: bool = True,
+                 timeout_s: float | None = None) -> CommandRecord:
+        """Swap back to the champion before the current one.
+
+        Raises:
+            NotFoundError: the model has no previous champion (checked here first).
+            CommandFailed: the swap failed; the current version keeps serving.
+        """
+        history = [e for e in self.alias_history(name, "champion") if e.version is not None]
+        if not history or history[-1].previous is None:
+            raise NotFoundError(f"model {name} has no previous champion to roll back to",
+                                fix="promote a version by number instead")
+        return self._ask(Rollback(model=name), reason, wait, timeout_s)
+
+    def cancel(self, run_id: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
+        """End a run that has not passed the gate yet (its Ray Job is stopped)."""
+        self.run(run_id)
+        return self._ask(CancelRun(run_id=run_id), reason, wait, None)
+
+    def run_now(self, name: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
+        """Queue a manual run over the data of spec ``name``'s most recent window; ``outcome.run_id`` names it."""
+        return self._ask(RunNow(spec=name), reason, wait, None)
+
+    def _ask(self, command: Command, reason: str, wait: bool, timeout_s: float | None) -> CommandRecord:
+        record = self.append(command, reason=reason)
+        return self.wait_command(record.id, timeout_s) if wait else record
+
+    def _require_version(self, name: str, version: int) -> None:
+        versions = [m.version for m in self.models(name)]
+        if not versions:
+            specs = ", ".join(s.name for s in self.specs()) or "none"
+            raise NotFoundError(f'Got "{name}" for model; no model of that name is registered (specs: {specs})')
+        if version not in versions:
+            raise NotFoundError(f'Got "{version}" for version of model {name}; registered versions: '
+                                f"{', '.join(map(str, versions))}")
+
+    # -- waiting -------------------------------------------------------------------------------------
+
+    def wait_command(self, command_id: str, timeout_s: float | None = None) -> CommandRecord:
+        """Wait until the controller has carried out a command; return it, or raise if it failed.
+
+        Raises:
+            CommandFailed: the controller recorded an error (its headline is the error's).
+            ServiceError: no controller is active to carry it out, or ``timeout_s`` passed. The command stays
+                queued either way and runs once a controller is active.
+        """
+        timeout_s = self.command_timeout_s if timeout_s is None else timeout_s
+        started = time.monotonic()
+        while True:
+            record = self.command(command_id)
+            if record.done:
+                if record.error is not None:
+                    raise CommandFailed(record.error)
+                return record
+            waited = time.monotonic() - started
+            if waited > _NO_CONTROLLER_AFTER_S and record.started_at is None:
+                self._require_controller(record)
+            if waited > timeout_s:
+                raise ServiceError(f"command {command_id} ({record.command.describe()}) did not finish within "
+                                   f"{timeout_s:.0f}s; it is {record.status.value}",
+                                   fix="check `streamtune status` and the controller log")
+            time.sleep(0.1)
+
+    def _require_controller(self, record: CommandRecord) -> None:
+        controller = self.status().controller
+        if controller is None or not controller.active:
+            since = "" if controller is None else f" (the last lease lapsed {-controller.expires_in_s:.0f}s ago)"
+            raise ServiceError(
+                f"no active controller to carry out command {record.id} ({record.command.describe()}){since}",
+                fix="start one with `streamtune up`; the command stays queued and runs when a controller is active",
+            )
+
+    def wait(self, run_id: str | None = None, *, spec: str | None = None, event_ids: Iterable[str] = (),
+             timeout_s: float = 600, on_change: Callable[[RunRecord], None] | None = None) -> RunRecord:
+        """Wait for a run to end (promoted, rejected, failed or cancelled).
+
+        Name the run by ``run_id``, or by the ``event_ids`` it must contain, or take the newest run of
+        ``spec``. ``on_change`` is called with the run each time its status changes (for progress).
+
+        Raises:
+            StreamtuneError: the run did not end within ``timeout_s``.
+        """
+        wanted = set(event_ids)
+        deadline = time.monotonic() + timeout_s
+        last: RunStatus | None = None
+        while time.monotonic() < deadline:
+            run = self.find_run(run_id) if run_id else self._newest(spec, wanted)
+            if run is not None and run.status != last:
+                last = run.status
+                if on_change:
+                    on_change(run)
+            if run is not None and run.status in TERMINAL_STATUSES:
+                return run
+            time.sleep(0.25)
+        raise StreamtuneError(f"run {run_id or spec or sorted(wanted)[:3]} did not finish within {timeout_s:.0f}s",
+                              fix="check `streamtune runs` and the logs under STREAMTUNE_HOME/logs")
+
+    def _newest(self, spec: str | None, wanted: set[str]) -> RunRecord | None:
+        for run in self.runs(spec, limit=50):
+            if not wanted or wanted & set(run.event_ids):
+                return run
+        return None

@@ -1,0 +1,190 @@
+"""Carry out the commands callers appended: submit, pause, resume, promote, rollback, cancel, run now.
+
+The active controller runs pending commands oldest first, each under the registry's fence, and records the
+outcome or the error with the command. Each one is idempotent: a controller that died half-way through one
+leaves it ``running``, and the next active controller simply runs it again.
+
+Example:
+    >>> from streamtune.registry import open_registry
+    >>> from streamtune.registry.commands import PauseSpec
+    >>> reg = open_registry("sqlite:///:memory:")
+    >>> cmd = reg.append_command(PauseSpec(spec="nope"), actor="ana", reason="try")
+    >>> [c.status.value for c in CommandExecutor(reg, jobs=None, services=None, holder="me").step()]
+    ['failed']
+    >>> reg.get_command(cmd.id).error
+    'Got "nope" for spec; no spec of that name is stored'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from streamtune.controller.ports import Jobs, Serving
+from streamtune.errors import CommandFailed, FencedError, StreamtuneError
+from streamtune.faults import kill_point
+from streamtune.registry.base import Registry
+from streamtune.registry.commands import (
+    CancelRun,
+    CommandOutcome,
+    CommandRecord,
+    CommandStatus,
+    PauseSpec,
+    Promote,
+    ResumeSpec,
+    Rollback,
+    RunNow,
+    SubmitSpec,
+)
+from streamtune.registry.records import TERMINAL_STATUSES, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.serving.records import ModelRef
+
+log = logging.getLogger(__name__)
+
+
+class CommandExecutor:
+    """Runs the registry's pending commands as the active controller.
+
+    Args:
+        registry: The controller's (fenced) registry.
+        jobs: Where sweeps run (to stop a cancelled run's job).
+        services: Serving (promote and rollback swap through it).
+        holder: This controller's lease holder id, recorded with each command.
+    """
+
+    def __init__(self, registry: Registry, jobs: Jobs | Any, services: Serving | Any, holder: str) -> None:
+        self.registry = registry
+        self.jobs = jobs
+        self.services = services
+        self.holder = holder
+
+    def step(self, limit: int = 20) -> list[CommandRecord]:
+        """Run up to ``limit`` pending (or interrupted) commands, oldest first; return them as finished."""
+        queue = self.registry.list_commands([CommandStatus.PENDING, CommandStatus.RUNNING], limit, oldest_first=True)
+        return [self.execute(command) for command in queue]
+
+    def execute(self, record: CommandRecord) -> CommandRecord:
+        """Run one command and record its outcome or error; a lost lease (FencedError) propagates."""
+        self.registry.start_command(record.id, self.holder)
+        kill_point("command.after_start")
+        try:
+            outcome = self._dispatch(record)
+        except FencedError:
+            raise
+        except StreamtuneError as exc:
+            log.warning("command %s (%s) failed: %s", record.id, record.command.describe(), exc.headline)
+            return self.registry.finish_command(record.id, error=exc.headline)
+        except Exception as exc:  # a bug: record it with the command rather than retry it forever
+            log.exception("command %s (%s) raised", record.id, record.command.describe())
+            return self.registry.finish_command(record.id, error=f"internal error: {type(exc).__name__}: {exc}")
+        log.info("command %s by %s: %s", record.id, record.actor, outcome.message)
+        return self.registry.finish_command(record.id, outcome=outcome)
+
+    def _dispatch(self, record: CommandRecord) -> CommandOutcome:
+        command = record.command
+        if isinstance(command, SubmitSpec):
+            return self._submit(command)
+        if isinstance(command, PauseSpec | ResumeSpec):
+            paused = isinstance(command, PauseSpec)
+            self.registry.set_spec_paused(command.spec, paused)
+            return CommandOutcome(message=f"spec {command.spec} {'paused' if paused else 'resumed'}")
+        if isinstance(command, Promote):
+            return self._promote(command.model, command.version, f"promoted by {_who(record)}")
+        if isinstance(command, Rollback):
+            return self._promote(command.model, self._previous_champion(command.model), f"rollback by {_who(record)}")
+        if isinstance(command, CancelRun):
+            return self._cancel(command.run_id, record)
+        return self._run_now(command, record)
+
+    # -- specs -------------------------------------------------------------------------------------
+
+    def _submit(self, command: SubmitSpec) -> CommandOutcome:
+        spec = command.spec
+        if not spec.code_dir().is_dir():
+            raise CommandFailed(
+                f'Got "{spec.job.code}" for job.code of spec {spec.name}; no such folder at {spec.code_dir()}',
+                fix="point job.code at the package that holds the entrypoint",
+            )
+        before = self.registry.get_spec(spec.name)
+        self.registry.put_spec(spec)
+        verb = "stored" if before is None else ("unchanged" if before.spec == spec else "replaced")
+        return CommandOutcome(message=f"spec {spec.name} {verb}: watching topic {spec.trigger.topic} "
+                                      f"for dataset {spec.dataset.name}")
+
+    def _spec(self, name: str) -> SpecRecord:
+        record = self.registry.get_spec(name)
+        if record is None:
+            names = ", ".join(s.name for s in self.registry.list_specs()) or "none"
+            raise CommandFailed(f'Got "{name}" for model; no spec or model of that name (specs: {names})')
+        return record
+
+    # -- serving -----------------------------------------------------------------------------------
+
+    def _model(self, name: str, version: int) -> ModelVersion:
+        model = self.registry.get_model(name, version)
+        if model is None:
+            have = [m.version for m in self.registry.list_models(name)]
+            raise CommandFailed(
+                f'Got "{version}" for version of model {name}; registered versions: '
+                f"{', '.join(map(str, have)) or 'none'}"
+            )
+        return model
+
+    def _promote(self, name: str, version: int, reason: str) -> CommandOutcome:
+        spec = self._spec(name).spec
+        model = self._model(name, version)
+        report = self.services.swap(spec, ModelRef(version=model.version, uri=model.artifact_uri))
+        kill_point("promote.after_swap")
+        self.registry.set_alias(name, "champion", model.version, reason=reason)
+        return CommandOutcome(message=f"{name} v{model.version} serving (was v{report.previous})",
+                              version=model.version, swap=report)
+
+    def _previous_champion(self, name: str) -> int:
+        self._spec(name)
+        history = [e for e in self.registry.alias_history(name, "champion") if e.version is not None]
+        if not history or history[-1].previous is None:
+            raise CommandFailed(f"model {name} has no previous champion to roll back to",
+                                fix="promote a version by number instead")
+        return history[-1].previous
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def _cancel(self, run_id: str, record: CommandRecord) -> CommandOutcome:
+        run = self.registry.get_run(run_id)
+        if run is None:
+            raise CommandFailed(f'Got "{run_id}" for run; no such run')
+        if run.status in TERMINAL_STATUSES:
+            raise CommandFailed(f"run {run_id} already ended ({run.status.value}); nothing to cancel")
+        if run.status == RunStatus.SUCCEEDED:
+            raise CommandFailed(f"run {run_id} already passed the gate and is being promoted",
+                                fix="roll back after it if you do not want it serving")
+        if run.status in (RunStatus.SUBMITTED, RunStatus.RUNNING):
+            self.jobs.stop(run_id)
+        self.registry.update_run(run_id, status=RunStatus.CANCELLED, error=f"cancelled by {_who(record)}")
+        return CommandOutcome(message=f"run {run_id} cancelled (was {run.status.value})", run_id=run_id)
+
+    def _run_now(self, command: RunNow, record: CommandRecord) -> CommandOutcome:
+        self._spec(command.spec)
+        latest = self.registry.list_runs(command.spec, limit=1)
+        if not latest:
+            raise CommandFailed(f"spec {command.spec} has no closed window yet to run over",
+                                fix="publish data first; run-now repeats the most recent window")
+        source = latest[0]
+        run = _manual_run(source, record)
+        self.registry.commit_window("", {}, {}, [run])  # idempotent: a rerun of this command inserts nothing
+        return CommandOutcome(message=f"manual run {run.run_id} queued over the data of run {source.run_id}",
+                              run_id=run.run_id)
+
+
+def _manual_run(source: RunRecord, record: CommandRecord) -> RunRecord:
+    digest = hashlib.sha256(f"manual:{record.id}".encode()).hexdigest()[:16]
+    return RunRecord(
+        run_id=f"r-{digest}", spec_name=source.spec_name, dataset=source.dataset, reason="manual",
+        event_ids=source.event_ids, offsets=source.offsets, num_rows=source.num_rows, uris=source.uris,
+        command_id=record.id,
+    )
+
+
+def _who(record: CommandRecord) -> str:
+    return f"{record.actor}: {record.reason}" if record.reason else record.actor

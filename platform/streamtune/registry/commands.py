@@ -1,0 +1,170 @@
+"""Commands: the only write a caller makes. The active controller carries each one out and records the outcome.
+
+A caller (the SDK, the CLI, later the HTTP API) appends a command with who asked and why; the controller, the
+single writer of specs, runs, aliases and serving state, executes pending commands in order and records
+``succeeded`` or ``failed`` with an outcome. Every command is idempotent, so a controller that crashed while
+running one simply runs it again after a failover.
+
+Example:
+    >>> rec = CommandRecord(id="c-1", command=Promote(model="ctr", version=2), actor="ana", reason="hotfix")
+    >>> rec.command.describe(), rec.status.value
+    ('promote ctr v2', 'pending')
+    >>> CommandRecord.model_validate({"id": "c-2", "command": {"kind": "cancel", "run_id": "r-9"},
+    ...                              "actor": "bo"}).command.describe()
+    'cancel run r-9'
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streamtune.config.jobspec import JobSpec
+from streamtune.serving.records import SwapReport
+
+__all__ = [
+    "CancelRun", "Command", "CommandOutcome", "CommandRecord", "CommandStatus", "PauseSpec", "Promote",
+    "ResumeSpec", "Rollback", "RunNow", "SubmitSpec", "new_command_id",
+]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``promote ctr v2``."""
+        raise NotImplementedError
+
+
+class SubmitSpec(_Command):
+    """Store (or replace) a JobSpec; the controller starts watching its topic."""
+
+    kind: Literal["submit"] = Field("submit", description="Command kind.")
+    spec: JobSpec = Field(description="The JobSpec to store.")
+
+    def describe(self) -> str:
+        return f"submit spec {self.spec.name}"
+
+
+class PauseSpec(_Command):
+    """Stop starting runs of a spec; its windows still close into pending runs."""
+
+    kind: Literal["pause"] = Field("pause", description="Command kind.")
+    spec: str = Field(description="Spec name.")
+
+    def describe(self) -> str:
+        return f"pause spec {self.spec}"
+
+
+class ResumeSpec(_Command):
+    """Start runs of a paused spec again, oldest pending first."""
+
+    kind: Literal["resume"] = Field("resume", description="Command kind.")
+    spec: str = Field(description="Spec name.")
+
+    def describe(self) -> str:
+        return f"resume spec {self.spec}"
+
+
+class Promote(_Command):
+    """Hot-swap a registered version into serving and make it the champion."""
+
+    kind: Literal["promote"] = Field("promote", description="Command kind.")
+    model: str = Field(description="Model (spec) name.")
+    version: int = Field(ge=1, description="Registered version to serve.")
+
+    def describe(self) -> str:
+        return f"promote {self.model} v{self.version}"
+
+
+class Rollback(_Command):
+    """Swap back to the champion before the current one."""
+
+    kind: Literal["rollback"] = Field("rollback", description="Command kind.")
+    model: str = Field(description="Model (spec) name.")
+
+    def describe(self) -> str:
+        return f"rollback {self.model}"
+
+
+class CancelRun(_Command):
+    """End a run that has not passed the gate yet; its Ray Job is stopped."""
+
+    kind: Literal["cancel"] = Field("cancel", description="Command kind.")
+    run_id: str = Field(description="Run to cancel.")
+
+    def describe(self) -> str:
+        return f"cancel run {self.run_id}"
+
+
+class RunNow(_Command):
+    """Start a manual run over the data of the spec's most recent window (reason ``manual``)."""
+
+    kind: Literal["run_now"] = Field("run_now", description="Command kind.")
+    spec: str = Field(description="Spec name.")
+
+    def describe(self) -> str:
+        return f"run {self.spec} now"
+
+
+Command = Annotated[
+    SubmitSpec | PauseSpec | ResumeSpec | Promote | Rollback | CancelRun | RunNow, Field(discriminator="kind")
+]
+"""Any command; the ``kind`` field tells which."""
+
+
+class CommandStatus(str, Enum):  # noqa: UP042 -- a str Enum keeps JSON and SQL plain
+    """Where a command stands: ``pending`` → ``running`` → ``succeeded`` | ``failed``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class CommandOutcome(BaseModel):
+    """What the controller did for a command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(description="One line saying what was done.")
+    run_id: str | None = Field(None, description="The run the command created or changed, if any.")
+    version: int | None = Field(None, description="The model version now serving, if the command swapped.")
+    swap: SwapReport | None = Field(None, description="The hot-swap's report, if the command swapped.")
+
+
+class CommandRecord(BaseModel):
+    """One command as the registry keeps it: what was asked, by whom and why, and what came of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Command id (c- and 16 hex digits).")
+    command: Command = Field(description="What was asked.")
+    actor: str = Field(description="Who asked (user name, or 'controller' for its own commands).")
+    reason: str = Field("", description="Why they asked.")
+    status: CommandStatus = Field(CommandStatus.PENDING, description="Where the command stands.")
+    outcome: CommandOutcome | None = Field(None, description="What the controller did, once it succeeded.")
+    error: str | None = Field(None, description="Why it failed, once it failed.")
+    controller: str | None = Field(None, description="The controller (lease holder) that carried it out.")
+    created_at: float = Field(default_factory=time.time, description="Unix time it was appended.")
+    started_at: float | None = Field(None, description="Unix time the controller picked it up.")
+    finished_at: float | None = Field(None, description="Unix time it succeeded or failed.")
+
+    @property
+    def done(self) -> bool:
+        """True once the command succeeded or failed."""
+        return self.status in (CommandStatus.SUCCEEDED, CommandStatus.FAILED)
+
+
+def new_command_id() -> str:
+    """A fresh command id.
+
+    Example:
+        >>> new_command_id().startswith("c-") and len(new_command_id()) == 18
+        True
+    """
+    return "c-" + uuid.uuid4().hex[:16]

@@ -1,0 +1,133 @@
+"""ServeHub: the controller's door to serving, one :class:`ModelService` per JobSpec.
+
+The hub joins Ray lazily (through the ``connect`` callable it is given) and passes its ``fence`` to every
+service, so a controller that lost its lease cannot move serving.
+
+Example:
+    >>> hub = ServeHub(8000, connect=lambda: None)
+    >>> hub.fence = 7
+    >>> hub.fence
+    7
+    >>> hub.ensure(spec, ModelRef(version=3, uri="/artifacts/sales/3")).action  # doctest: +SKIP
+    'none'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+
+from streamtune.config.jobspec import JobSpec, RolloutSpec
+from streamtune.serving.records import EnsureResult, ModelRef, ServiceStatus, SwapReport
+from streamtune.serving.service import ModelService
+
+__all__ = ["ServeHub"]
+
+
+class ServeHub:
+    """One :class:`ModelService` per JobSpec, made on first use and remade when its serving settings change.
+
+    Args:
+        serve_port: Port of Serve's HTTP proxy.
+        connect: Joins Ray and starts Serve's proxy; called once, just before the hub first needs Ray.
+
+    Example:
+        >>> hub = ServeHub(8123, connect=lambda: None)
+        >>> hub.swap(spec, ModelRef(version=2, uri="/artifacts/sales/2")).version  # doctest: +SKIP
+        2
+    """
+
+    def __init__(self, serve_port: int, connect: Callable[[], None]) -> None:
+        self.serve_port = serve_port
+        self._connect = connect
+        self._connected = False
+        self._lock = threading.Lock()
+        self._fence = 0
+        self._services: dict[str, tuple[str, ModelService]] = {}
+        self._checked: set[str] = set()
+
+    @property
+    def fence(self) -> int:
+        """The controller's fence token, passed on every board write of every service."""
+        return self._fence
+
+    @fence.setter
+    def fence(self, value: int) -> None:
+        self._fence = value
+        for _, svc in self._services.values():
+            svc.fence = value
+
+    def service(self, spec: JobSpec) -> ModelService:
+        """The spec's ModelService (cached per spec name; remade if its serving settings changed). No deploy.
+
+        Example:
+            >>> hub = ServeHub(8123, connect=lambda: None)
+            >>> hub.service(spec) is hub.service(spec)  # doctest: +SKIP
+            True
+        """
+        key = _key(spec)
+        cached = self._services.get(spec.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        svc = ModelService(
+            spec.serve.app, spec.serve, spec.job.entrypoint, spec.code_dir(), self.serve_port, fence=self._fence
+        )
+        self._services[spec.name] = (key, svc)
+        self._checked.discard(spec.name)
+        return svc
+
+    def swap(self, spec: JobSpec, ref: ModelRef, rollout: RolloutSpec | None = None) -> SwapReport:
+        """Hot-swap ``spec``'s app to ``ref``, deploying (or redeploying changed settings or code) first.
+
+        Raises:
+            SwapError: the swap was refused (a StaleFenceError when a newer controller owns the board).
+            ServiceError: the app could not be deployed.
+        """
+        self._ensure_connected()
+        svc = self.service(spec)
+        svc.deploy()
+        self._checked.add(spec.name)
+        return svc.swap(ref.version, ref.uri, rollout=rollout)
+
+    def ensure(self, spec: JobSpec, ref: ModelRef) -> EnsureResult:
+        """Make ``spec``'s app serve ``ref`` (see :meth:`ModelService.ensure`).
+
+        The first call for a spec (or after its serving settings changed) also checks the deploy fingerprint
+        (settings and code), so a changed app is redeployed; later calls are cheap.
+        """
+        self._ensure_connected()
+        svc = self.service(spec)
+        result = svc.ensure(ref)
+        if spec.name not in self._checked:
+            redeployed = svc.deploy()  # same fingerprint: nothing happens; changed settings or code: roll
+            self._checked.add(spec.name)
+            if redeployed and result.action == "none":
+                detail = f"{result.detail}; redeployed changed settings or code"
+                result = result.model_copy(update={"action": "deployed", "detail": detail})
+        return result
+
+    def status(self, spec: JobSpec) -> ServiceStatus:
+        """Serve's status of ``spec``'s app and its board's snapshot."""
+        self._ensure_connected()
+        return self.service(spec).status()
+
+    def _ensure_connected(self) -> None:
+        with self._lock:
+            if not self._connected:
+                self._connect()
+                self._connected = True
+
+
+def _key(spec: JobSpec) -> str:
+    """What makes a spec's ModelService: app, serving settings, entrypoint and code folder.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> from streamtune.config.jobspec import ServeSpec
+        >>> spec = NS(serve=ServeSpec(app="a"), job=NS(entrypoint="m:J"), code_dir=lambda: "/code")
+        >>> _key(spec) == _key(spec)
+        True
+    """
+    text = "|".join([spec.serve.model_dump_json(), spec.job.entrypoint, str(spec.code_dir())])
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,299 @@
+"""Typed records that cross the seam between the controller, :class:`ModelService`, the board and replicas.
+
+Pure pydantic, no Ray: the controller, the registry and the CLI can import them without starting anything.
+
+Example:
+    >>> ref = ModelRef(version=3, uri="/artifacts/sales/3")
+    >>> ref
+    ModelRef(version=3, uri='/artifacts/sales/3')
+    >>> RequestCounts(requests=200, errors=3).error_rate
+    0.015
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streamtune.errors import SwapError
+
+Version = int | str
+"""A model version id: the registry's integer, or any string a caller picks."""
+
+SwapKind = Literal["swap", "rollback", "deploy", "ensure"]
+
+__all__ = [
+    "BoardSnapshot", "BoardView", "CanaryReport", "EnsureResult", "LoadFailure", "ModelRef", "ReplicaReport",
+    "ReplicaStatus", "RequestCounts", "ServiceStatus", "StaleFenceError", "SwapFailure", "SwapKind", "SwapRecord",
+    "SwapReport", "Version",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelRef(_Record):
+    """One model version and where its artifact lives.
+
+    Example:
+        >>> ModelRef(version=1, uri="/a/1") == ModelRef(version=1, uri="/a/1")
+        True
+        >>> str(ModelRef(version="v2", uri="s3://b/2"))
+        'v2 (s3://b/2)'
+    """
+
+    version: Version = Field(description="The version id; responses carry it.")
+    uri: str = Field(description="Folder or file://, s3://, gs:// URI of the artifact (with its manifest).")
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.uri})"
+
+
+class RequestCounts(_Record):
+    """Requests one version answered and how many of them failed.
+
+    Example:
+        >>> RequestCounts(requests=3, errors=1) + RequestCounts(requests=1, errors=0)
+        RequestCounts(requests=4, errors=1)
+        >>> RequestCounts(requests=0, errors=0).error_rate
+        0.0
+    """
+
+    requests: int = Field(0, ge=0, description="Requests answered (or attempted) by the version.")
+    errors: int = Field(0, ge=0, description="Of those, the ones whose predict raised.")
+
+    def __add__(self, other: RequestCounts) -> RequestCounts:
+        return RequestCounts(requests=self.requests + other.requests, errors=self.errors + other.errors)
+
+    def __sub__(self, other: RequestCounts) -> RequestCounts:
+        return RequestCounts(
+            requests=max(0, self.requests - other.requests), errors=max(0, self.errors - other.errors)
+        )
+
+    @property
+    def error_rate(self) -> float:
+        """``errors / requests`` rounded to 4 digits; 0.0 without requests."""
+        return round(self.errors / self.requests, 4) if self.requests else 0.0
+
+
+class LoadFailure(_Record):
+    """Why a replica could not load a version, and during which swap."""
+
+    generation: int = Field(description="The board generation (swap) the load belonged to.")
+    uri: str = Field(description="The artifact it tried to load.")
+    reason: str = Field(description="The exception, as 'Type: message'.")
+
+
+class BoardView(_Record):
+    """What a replica needs from the board: which models to hold, which to serve, the canary share.
+
+    Example:
+        >>> view = BoardView(board_id="b1", epoch=4, generation=2, target=ModelRef(version=2, uri="/a/2"))
+        >>> [m.version for m in view.wanted()]
+        [2]
+    """
+
+    board_id: str = Field(description="The board's incarnation: a random id made when the board actor started.")
+    epoch: int = Field(description="Bumped on every change a replica must apply.")
+    generation: int = Field(description="Number of the latest swap the board started.")
+    active: ModelRef | None = Field(None, description="The model every replica serves.")
+    previous: ModelRef | None = Field(None, description="The model served before; kept loaded for rollback.")
+    target: ModelRef | None = Field(None, description="The model being loaded beside the active one.")
+    canary_percent: float = Field(0.0, description="Share of requests (0-100) the loaded target answers.")
+
+    def wanted(self) -> list[ModelRef]:
+        """The models a replica should hold: active, previous and target, without repeats."""
+        seen: dict[Version, ModelRef] = {}
+        for model in (self.active, self.previous, self.target):
+            if model is not None:
+                seen[model.version] = model
+        return list(seen.values())
+
+
+class ReplicaReport(_Record):
+    """What a replica tells its board after each change: what it holds, serves, loads and failed to load."""
+
+    board_id: str = Field(description="The board incarnation this report is for; others ignore it.")
+    applied_epoch: int = Field(description="The newest board epoch this replica has fully applied.")
+    active: Version | None = Field(None, description="The version it serves.")
+    loaded: dict[Version, str] = Field(default_factory=dict, description="Loaded versions and their URIs.")
+    loading: list[Version] = Field(default_factory=list, description="Versions being loaded now.")
+    failures: dict[Version, LoadFailure] = Field(default_factory=dict, description="Versions that failed to load.")
+    counters: dict[Version, RequestCounts] = Field(default_factory=dict, description="Requests per version.")
+
+    def holds(self, model: ModelRef) -> bool:
+        """Whether this replica has ``model`` loaded (same version and URI).
+
+        Example:
+            >>> ReplicaReport(board_id="b", applied_epoch=1, loaded={1: "/a/1"}).holds(ModelRef(version=1, uri="/a/1"))
+            True
+        """
+        return self.loaded.get(model.version) == model.uri
+
+
+class ReplicaStatus(_Record):
+    """One replica as :meth:`VersionBoard.snapshot` shows it."""
+
+    live: bool = Field(description="Heard from within the board's stale window.")
+    seen_s_ago: float = Field(description="Seconds since its last heartbeat.")
+    applied_epoch: int = Field(description="The newest board epoch it has fully applied.")
+    active: Version | None = Field(None, description="The version it serves.")
+    loaded: dict[Version, str] = Field(default_factory=dict, description="Loaded versions and their URIs.")
+    loading: list[Version] = Field(default_factory=list, description="Versions being loaded now.")
+    failures: dict[Version, LoadFailure] = Field(default_factory=dict, description="Versions that failed to load.")
+    counters: dict[Version, RequestCounts] = Field(default_factory=dict, description="Requests per version.")
+
+
+class SwapFailure(_Record):
+    """The replica that refused a swap, and why."""
+
+    replica: str = Field(description="The replica's id.")
+    reason: str = Field(description="Its load failure, as 'Type: message'.")
+
+
+class SwapRecord(BaseModel):
+    """The timeline of one swap on the board's monotonic clock. The board updates it as the swap moves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generation: int = Field(description="The swap's number on its board.")
+    kind: SwapKind = Field(description="swap, rollback, deploy (desired version of a fresh board) or ensure.")
+    version: Version = Field(description="The version swapped in.")
+    uri: str = Field(description="Its artifact.")
+    previous: Version | None = Field(None, description="The version active when the swap started.")
+    auto_flip: bool = Field(True, description="Flip as soon as every live replica holds it (False: canary).")
+    started: float = Field(description="When the board took the target.")
+    loaded_at: float | None = Field(None, description="When every live replica held it.")
+    flipped_at: float | None = Field(None, description="When the board made it active.")
+    flip_epoch: int | None = Field(None, description="The epoch of the flip.")
+    acked_at: float | None = Field(None, description="When every live replica had applied the flip.")
+    failure: SwapFailure | None = Field(None, description="The replica that could not load it.")
+    aborted: str | None = Field(None, description="Why the swap stopped (load failed, superseded, ...).")
+    replicas: int = Field(0, description="Live replicas that took part.")
+
+    @property
+    def ref(self) -> ModelRef:
+        """The model this swap brings in."""
+        return ModelRef(version=self.version, uri=self.uri)
+
+
+class BoardSnapshot(_Record):
+    """Everything a board knows, for ``status()`` and for waiting on a swap."""
+
+    app: str = Field(description="The Serve application.")
+    board_id: str = Field(description="The board's incarnation.")
+    epoch: int = Field(description="The board's epoch.")
+    generation: int = Field(description="Number of the latest swap.")
+    active: ModelRef | None = Field(None, description="The model every replica serves.")
+    previous: ModelRef | None = Field(None, description="The model served before.")
+    target: ModelRef | None = Field(None, description="The model being loaded (a swap in flight).")
+    canary_percent: float = Field(0.0, description="Share of requests the target answers.")
+    live_replicas: list[str] = Field(default_factory=list, description="Ids of the live replicas, sorted.")
+    min_applied_epoch: int = Field(-1, description="The lowest applied epoch among live replicas.")
+    replicas: dict[str, ReplicaStatus] = Field(default_factory=dict, description="Every replica it knows.")
+    counters: dict[Version, RequestCounts] = Field(default_factory=dict, description="Live replicas' totals.")
+    last_swap: SwapRecord | None = Field(None, description="The latest swap's timeline.")
+    fence: int = Field(0, description="The highest writer fence the board has seen.")
+
+    def live(self) -> list[ReplicaStatus]:
+        """The live replicas' statuses."""
+        return [self.replicas[r] for r in self.live_replicas if r in self.replicas]
+
+    def serving(self, model: ModelRef, replicas: int) -> bool:
+        """Whether ``model`` is active and at least ``replicas`` live replicas all serve it.
+
+        Example:
+            >>> ref = ModelRef(version=1, uri="/a/1")
+            >>> BoardSnapshot(app="m", board_id="b", epoch=0, generation=0).serving(ref, 1)
+            False
+        """
+        live = self.live()
+        return (
+            self.active == model
+            and len(live) >= replicas
+            and all(r.active == model.version for r in live)
+        )
+
+
+class CanaryReport(_Record):
+    """What a canary saw: the candidate's requests and errors over the observation window."""
+
+    percent: float = Field(description="Share of requests the candidate answered.")
+    observe_s: float = Field(description="The observation window, seconds.")
+    requests: int = Field(description="Requests the candidate answered in the window.")
+    errors: int = Field(description="Of those, the failed ones.")
+    error_rate: float = Field(description="errors / requests (0.0 without requests).")
+    max_error_rate: float = Field(description="The rollout's limit; above it the canary is rolled back.")
+
+
+class SwapReport(_Record):
+    """What one swap or rollback did, timed on the board's clock."""
+
+    version: Version = Field(description="The version now serving (or that was refused, on a SwapError).")
+    previous: Version | None = Field(description="The version that served before.")
+    load_s: float = Field(description="Seconds from the request until every live replica had it loaded.")
+    flip_s: float = Field(
+        description="Seconds from the flip (right after all-loaded, or after the canary) "
+        "until every live replica acknowledged it."
+    )
+    total_s: float = Field(description="Wall-clock seconds of the whole call.")
+    replicas: int = Field(description="Live replicas that took part.")
+    canary: CanaryReport | None = Field(None, description="The canary's numbers; None without a canary.")
+    rolled_back: bool = Field(False, description="True for a rollback, or a canary that was rolled back.")
+
+
+class ServiceStatus(_Record):
+    """A model service as :meth:`ModelService.status` sees it: Serve's status and the board's snapshot."""
+
+    app: str = Field(description="The Serve application.")
+    url: str = Field(description="Its HTTP endpoint.")
+    serve_status: str = Field(description="Serve's application status (RUNNING, DEPLOYING, ...) or NOT_DEPLOYED.")
+    board: BoardSnapshot | None = Field(None, description="The board's snapshot; None when there is no board.")
+
+
+class EnsureResult(_Record):
+    """What :meth:`ModelService.ensure` did to make serving match the desired model.
+
+    Example:
+        >>> EnsureResult(app="m", action="none", desired=ModelRef(version=1, uri="/a/1"), detail="ok").changed
+        False
+    """
+
+    app: str = Field(description="The Serve application.")
+    action: Literal["none", "deployed", "board_recreated", "swapped", "busy"] = Field(
+        description="none: already serving it; deployed: the Serve app was (re)run; board_recreated: the board "
+        "was missing and was made again; swapped: a swap brought it in; busy: another swap is in flight."
+    )
+    desired: ModelRef = Field(description="The model asked for.")
+    report: SwapReport | None = Field(None, description="The swap's report, when ensure swapped.")
+    detail: str = Field(description="One line saying what was found and done.")
+
+    @property
+    def changed(self) -> bool:
+        """Whether ensure changed anything."""
+        return self.action not in ("none", "busy")
+
+
+class StaleFenceError(SwapError):
+    """A writer (swap, canary, promote, abort, deploy) came with a fence older than one the board has seen.
+
+    The board keeps the highest fence any writer used; a controller that lost its lease holds a lower one, so
+    it can no longer move serving.
+
+    Example:
+        >>> print(StaleFenceError("sales", 4, 5).headline)
+        Board of app sales refused a write with fence 4: it has already seen fence 5 (a newer controller)
+    """
+
+    def __init__(self, app: str, fence: int, seen: int) -> None:
+        super().__init__(
+            f"Board of app {app} refused a write with fence {fence}: it has already seen fence {seen} "
+            "(a newer controller)",
+            fix="only the controller holding the current lease may swap; this one should step down",
+        )
+        self.app, self.fence, self.seen = app, fence, seen
+
+    def __reduce__(self) -> tuple[type[StaleFenceError], tuple[str, int, int]]:
+        return (type(self), (self.app, self.fence, self.seen))
