@@ -19,8 +19,10 @@ kafka-jars:
 demo: setup
 	$(VENV)/bin/streamtune demo
 
+# Two phases: everything that shares one session Kafka + Ray, then the tests that stop and start Ray.
 test: setup
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=15
+	$(PY) -m pytest -q -rs -m restart tests/restart
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit

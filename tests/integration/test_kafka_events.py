@@ -144,9 +144,10 @@ def test_events_are_keyed_by_dataset_across_partitions(kafka_bootstrap: str) -> 
 
 
 class _KafkaStream:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, assign: bool = False) -> None:
         self.bootstrap, self.topic = bootstrap, _topic(bootstrap)
         self.prefix = _group()
+        self.assign = assign
 
     def append(self, values: list[bytes | None]) -> None:
         with EventProducer(self.bootstrap) as producer:
@@ -155,10 +156,37 @@ class _KafkaStream:
 
     def open(self, start_offsets=None, group=None) -> KafkaEventSource:
         return KafkaEventSource(self.bootstrap, [self.topic], f"{self.prefix}-{group or uuid.uuid4().hex[:6]}",
-                                start_offsets=start_offsets)
+                                start_offsets=start_offsets, assign=self.assign)
 
 
 class TestKafkaEventSourceConformance(EventSourceConformance):
     @pytest.fixture
     def stream(self, kafka_bootstrap: str) -> _KafkaStream:
         return _KafkaStream(kafka_bootstrap)
+
+
+class TestAssignedKafkaEventSourceConformance(EventSourceConformance):
+    """The controller's mode: partitions taken directly under its lease, no group membership."""
+
+    @pytest.fixture
+    def stream(self, kafka_bootstrap: str) -> _KafkaStream:
+        return _KafkaStream(kafka_bootstrap, assign=True)
+
+
+def test_an_assigned_source_reads_at_once_while_a_dead_group_member_would_hold_the_partitions(
+    kafka_bootstrap: str,
+) -> None:
+    topic, group = _topic(kafka_bootstrap, partitions=2), _group()
+    with EventProducer(kafka_bootstrap) as producer:
+        producer.publish(_events(4), topic)
+    # A member that joined the group and vanished without leaving: a subscriber of the group would wait for
+    # its session to expire; the assigned source does not join the group at all.
+    stale = KafkaEventSource(kafka_bootstrap, [topic], group, session_timeout_ms=30000)
+    _drain(stale, 4)
+    started = time.monotonic()
+    with KafkaEventSource(kafka_bootstrap, [topic], group, assign=True) as source:
+        records = _drain(source, 4, timeout_s=10)
+        assert source.assignment() == {(topic, 0), (topic, 1)}
+        source.commit({(r.topic, r.partition): r.next_offset for r in records})  # refused by Kafka: logged only
+    assert time.monotonic() - started < 5
+    stale._consumer.close(autocommit=False)

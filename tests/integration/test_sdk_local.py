@@ -1,5 +1,9 @@
-"""The SDK embedded (Client.local) on the session's real Kafka and Ray: inline-row events, promote,
-rollback, and a broken batch that must never reach traffic."""
+"""The SDK embedded (Client.local) on the session's real Kafka and Ray.
+
+Inline-row events train v1 and v2; then promote, rollback, run-now and cancel go through the control plane as
+commands that the controller carries out and records with who asked and why; a broken batch never reaches
+traffic.
+"""
 
 import pathlib
 import uuid
@@ -7,9 +11,8 @@ import uuid
 import pytest
 import yaml
 
-from streamtune import Client, DataArrival, JobSpec, Settings, SwapError
+from streamtune import Client, CommandStatus, DataArrival, JobSpec, NotFoundError, RunStatus, Settings
 from streamtune.dev.synthetic import make_sales
-from streamtune.registry.records import RunStatus
 
 pytestmark = pytest.mark.integration
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -38,32 +41,53 @@ def _publish_and_wait(client: Client, spec: JobSpec, events: list[DataArrival]):
     return client.wait(event_ids=[e.event_id for e in events], timeout_s=300)
 
 
-def test_inline_events_promote_rollback_and_bad_batch(kafka_bootstrap, ray_services, tmp_path):
+def test_commands_from_the_sdk_are_carried_out_and_recorded(kafka_bootstrap, ray_services, tmp_path):
     settings = Settings(home=tmp_path, kafka_bootstrap=kafka_bootstrap, dashboard_port=ray_services.dashboard_port,
                         serve_port=ray_services.serve_port, consumer_group=f"sdk-{uuid.uuid4().hex[:6]}")
     spec = _spec(f"sdk-{uuid.uuid4().hex[:8]}")
     with Client.local(settings) as client:
-        client.submit(spec)
+        submitted = client.submit(spec, reason="first model")
+        assert submitted.status is CommandStatus.SUCCEEDED and "stored" in submitted.outcome.message
         run1 = _publish_and_wait(client, spec, _events(2, drift=0.0, seed=11))
         assert run1.status == RunStatus.PROMOTED, run1.error
-        assert client.predict("sdkapp", [ROW])["version"] == 1
+        assert client.predict("sdk-gbdt", [ROW]).version == 1
         run2 = _publish_and_wait(client, spec, _events(2, drift=1.0, seed=12))
         assert run2.status == RunStatus.PROMOTED, run2.error
-        assert client.predict("sdkapp", [ROW])["version"] == 2
+        assert client.predict("sdkapp", [ROW]).version == 2  # by app name too
 
-        report = client.rollback("sdk-gbdt")
-        assert report["version"] == 1 and report["flip_s"] < 1.0
-        assert client.predict("sdkapp", [ROW])["version"] == 1
-        assert client.champion("sdk-gbdt").version == 1
-        # a second, non-embedded client (as the CLI uses) joins the running Ray and promotes too
-        other = Client(settings)
-        assert other.promote("sdk-gbdt", 2)["version"] == 2
-        assert client.predict("sdkapp", [ROW])["version"] == 2
-        with pytest.raises(SwapError, match="no such version"):
+        back = client.rollback("sdk-gbdt", reason="p99 regressed")
+        assert back.outcome.version == 1 and back.outcome.swap.flip_s < 1.0
+        assert back.actor == client.actor and back.controller == client.controller.holder
+        assert client.predict("sdk-gbdt", [ROW]).version == 1 and client.champion("sdk-gbdt").version == 1
+        assert client.alias_history("sdk-gbdt", "champion")[-1].reason == f"rollback by {client.actor}: p99 regressed"
+
+        # a second, non-embedded client (as the CLI uses) only appends commands; the controller carries them out
+        other = Client(settings, actor="ops-bot")
+        again = other.promote("sdk-gbdt", 2, reason="p99 fixed upstream")
+        assert (again.outcome.version, again.actor) == (2, "ops-bot")
+        assert client.predict("sdk-gbdt", [ROW]).version == 2
+        with pytest.raises(NotFoundError, match='Got "9" for version of model sdk-gbdt; registered versions: 1, 2'):
             other.promote("sdk-gbdt", 9)
+
+        manual = client.run_now("sdk-gbdt", reason="same data, new code")
+        run = client.run(manual.outcome.run_id)
+        assert (run.reason, run.command_id, run.event_ids) == ("manual", manual.id, run2.event_ids)
+        cancelled = other.cancel(run.run_id, reason="not needed")
+        assert cancelled.outcome.run_id == run.run_id
+        run = client.run(run.run_id)
+        assert run.status is RunStatus.CANCELLED and run.error == "cancelled by ops-bot: not needed"
+        other.close()
 
         bad = _publish_and_wait(client, spec, _events(2, drift=0.0, seed=13, drop_label=True))
         assert bad.status == RunStatus.FAILED and 'label "sales" is missing' in bad.error
         assert client.champion("sdk-gbdt").version == 2
-        assert client.predict("sdkapp", [ROW])["version"] == 2
+        assert client.predict("sdk-gbdt", [ROW]).version == 2
         assert sorted(m.version for m in client.models("sdk-gbdt")) == [1, 2]
+
+        kinds = [(c.command.kind, c.actor, c.status.value) for c in client.commands()][::-1]
+        assert kinds == [("submit", client.actor, "succeeded"), ("rollback", client.actor, "succeeded"),
+                         ("promote", "ops-bot", "succeeded"), ("run_now", client.actor, "succeeded"),
+                         ("cancel", "ops-bot", "succeeded")]
+        status = client.status()
+        assert status.controller.active and status.pending_commands == 0
+        assert [(s.name, s.champion) for s in status.specs] == [("sdk-gbdt", 2)]

@@ -17,10 +17,11 @@ import requests
 from ray import serve
 from test_serving_swap import CODE_DIR, ENTRYPOINT, ROWS, Load, make_artifact
 
-from streamtune.config.jobspec import ServeSpec
-from streamtune.errors import SwapError
-from streamtune.serving import BoardSnapshot, ModelRef, ModelService, StaleFenceError
+from streamtune.config.jobspec import JobSpec, ServeSpec
+from streamtune.errors import FencedError, SwapError
+from streamtune.serving import BoardSnapshot, ModelRef, ModelService, ServeHub, StaleFenceError
 from streamtune.serving.board import NAMESPACE, board_name
+from streamtune.serving.swaps import BoardClient
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +36,10 @@ def _service(ray_services: Any, app: str, replicas: int = 2, fence: int = 0) -> 
     return ModelService(app, spec, ENTRYPOINT, CODE_DIR, http_port=ray_services.serve_port, fence=fence)
 
 
-def _ref(artifacts: Path, version: int, **options: Any) -> ModelRef:
-    return ModelRef(version=version, uri=make_artifact(artifacts, f"r{version}", float(version), **options))
+def _ref(artifacts: Path, app: str, version: int, **options: Any) -> ModelRef:
+    """A ConstJob artifact answering ``version``, in a folder of its own per app."""
+    uri = make_artifact(artifacts, f"{app}-v{version}", float(version), **options)
+    return ModelRef(version=version, uri=uri)
 
 
 def _board(svc: ModelService) -> BoardSnapshot:
@@ -79,48 +82,56 @@ def _answers(svc: ModelService, n: int = 20) -> set[Any]:
     return versions
 
 
+def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``call`` in a thread; its result (or exception) lands in the returned dict."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except Exception as exc:  # reported by the caller's assertion
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _all_on(observer: ModelService, version: int, replicas: int) -> bool:
+    """Serve runs ``replicas`` replicas, each is live on the board, and each serves ``version``."""
+    alive = _replica_actors(observer.app)
+    board = _board(observer)
+    return (
+        _running_replicas(observer.app) == replicas
+        and len(alive) == replicas
+        and set(board.live_replicas) == set(alive)
+        and all(r.active == version for r in board.live())
+    )
+
+
 def test_replica_killed_mid_swap_comes_back_on_the_new_version(ray_services: Any, artifacts: Path) -> None:
     app = "recover-kill"
     svc = _service(ray_services, app)
     observer = _service(ray_services, app)  # status from this thread while the swap runs in another
     try:
-        svc.deploy(desired=_ref(artifacts, 1))
-        slow = _ref(artifacts, 2, load_sleep_s=3.0)
-        outcome: dict[str, Any] = {}
-
-        def swap() -> None:
-            try:
-                outcome["report"] = svc.swap(slow.version, slow.uri, timeout_s=90)
-            except Exception as exc:  # reported by the assertion below
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=swap, daemon=True)
-        thread.start()
+        svc.deploy(desired=_ref(artifacts, app, 1))
+        slow = _ref(artifacts, app, 2, load_sleep_s=3.0)
+        thread, outcome = _in_thread(lambda: svc.swap(slow.version, slow.uri, timeout_s=90))
         _wait_for("a replica loading v2", lambda: any(2 in r.loading for r in _board(observer).live()), 20)
         loading = {rid for rid, r in _board(observer).replicas.items() if 2 in r.loading}
-        victim = next(a for rid, a in _replica_actors(app).items() if rid in loading)
+        victim_id, victim = next((rid, a) for rid, a in _replica_actors(app).items() if rid in loading)
         killed_at = time.monotonic()
         ray.kill(ray.get_actor(victim.name, namespace=victim.ray_namespace), no_restart=True)
         thread.join(120)
         assert "error" not in outcome, outcome.get("error")
-        report = outcome["report"]
+        report = outcome["result"]
         print(f"\n[swap with a replica killed while loading] {report.model_dump_json()}")
         assert (report.version, report.previous) == (2, 1)
 
-        def recovered() -> bool:
-            alive = _replica_actors(app)
-            board = _board(observer)
-            return (
-                _running_replicas(app) == 2
-                and len(alive) == 2
-                and set(board.live_replicas) == set(alive)
-                and all(r.active == 2 for r in board.live())
-            )
-
-        waited = _wait_for("Serve to replace the replica, on v2", recovered, 90)
-        print(f"[replica replaced and on v2] {time.monotonic() - killed_at:.1f}s after the kill (waited {waited:.1f}s)")
+        waited = _wait_for("Serve to replace the replica, on v2", lambda: _all_on(observer, 2, 2), 90)
+        print(f"[replica replaced, on v2] {time.monotonic() - killed_at:.1f}s after the kill (waited {waited:.1f}s)")
         board = _board(observer)
-        assert victim.name.rsplit("#", 1)[-1] not in board.live_replicas
+        assert victim_id not in board.live_replicas
         assert board.active == slow and board.target is None
         assert _answers(svc) == {2}
     finally:
@@ -131,7 +142,7 @@ def test_killed_board_keeps_serving_and_ensure_recreates_it(ray_services: Any, a
     app = "recover-board"
     svc = _service(ray_services, app)
     try:
-        v1 = _ref(artifacts, 1)
+        v1 = _ref(artifacts, app, 1)
         svc.deploy(desired=v1)
         before = _board(svc)
         with Load(svc.url, threads=2) as load:
@@ -159,10 +170,36 @@ def test_killed_board_keeps_serving_and_ensure_recreates_it(ray_services: Any, a
         print(f"[ensure when all is well] {time.monotonic() - started:.3f}s")
         assert again.action == "none"
 
-        v2 = _ref(artifacts, 2)
+        v2 = _ref(artifacts, app, 2)
         report = svc.swap(v2.version, v2.uri)
         assert (report.version, report.previous, report.replicas) == (2, 1, 2)
         assert _answers(svc) == {2}
+    finally:
+        svc.delete()
+
+
+def test_replica_started_without_a_board_runs_and_joins_the_new_board(ray_services: Any, artifacts: Path) -> None:
+    app = "recover-noboard"
+    svc = _service(ray_services, app, replicas=1)
+    try:
+        v1 = _ref(artifacts, app, 1)
+        svc.deploy(desired=v1)
+        ray.kill(ray.get_actor(board_name(app), namespace=NAMESPACE))
+        (old_id, old), = _replica_actors(app).items()
+        ray.kill(ray.get_actor(old.name, namespace=old.ray_namespace), no_restart=True)
+
+        def replaced() -> bool:
+            alive = _replica_actors(app)
+            return _running_replicas(app) == 1 and len(alive) == 1 and old_id not in alive
+
+        waited = _wait_for("Serve to start a replica with no board", replaced, 90)
+        response = requests.post(svc.url, json={"rows": ROWS}, timeout=10)
+        print(f"\n[replica started without a board] after {waited:.1f}s; it answers {response.status_code}")
+        assert response.status_code == 503 and "no model loaded" in response.json()["error"]
+        result = svc.ensure(v1)
+        assert result.action == "board_recreated", result.detail
+        assert _all_on(svc, 1, 1)
+        assert _answers(svc, 5) == {1}
     finally:
         svc.delete()
 
@@ -172,22 +209,56 @@ def test_stale_fence_is_refused_and_serving_is_unchanged(ray_services: Any, arti
     leader = _service(ray_services, app, fence=5)
     try:
         leader.deploy()
-        v1, v2 = _ref(artifacts, 1), _ref(artifacts, 2)
+        v1, v2 = _ref(artifacts, app, 1), _ref(artifacts, app, 2)
         leader.swap(v1.version, v1.uri)
         stale = _service(ray_services, app, fence=4)
         with pytest.raises(StaleFenceError, match="fence 4.*fence 5") as info:
             stale.swap(v2.version, v2.uri)
-        assert isinstance(info.value, SwapError) and "newer controller" in info.value.headline
+        assert isinstance(info.value, SwapError) and isinstance(info.value, FencedError)
+        print(f"\n[stale fence] {info.value.headline}")
         with pytest.raises(StaleFenceError):
             stale.ensure(v2)
         board = _board(leader)
         assert board.active == v1 and board.target is None and board.fence == 5
         assert board.last_swap is not None and board.last_swap.version == 1
         assert _answers(leader) == {1}
+    finally:
+        leader.delete()
 
-        leader.fence = 6  # a newer lease moves it on
-        assert leader.swap(v2.version, v2.uri).version == 2
-        assert _board(leader).fence == 6
+
+def test_ensure_leaves_its_own_swap_alone_and_takes_over_an_older_fences(
+    ray_services: Any, artifacts: Path
+) -> None:
+    app = "recover-takeover"
+    leader = _service(ray_services, app, fence=5)
+    try:
+        v1, v2, v3 = _ref(artifacts, app, 1), _ref(artifacts, app, 2), _ref(artifacts, app, 3)
+        leader.deploy(desired=v1)
+        # The leader starts a canary and dies before promoting it: the target stays loaded, never flipped.
+        client = BoardClient(ray.get_actor(board_name(app), namespace=NAMESPACE), app, fence=5)
+        generation = client.set_target(v2, auto_flip=False)
+
+        def loaded() -> bool:
+            record = client.record(generation)
+            return record is not None and record.loaded_at is not None
+
+        _wait_for("the canary target to load", loaded)
+        assert leader.ensure(v1).action == "none"
+        busy = leader.ensure(v3)
+        assert busy.action == "busy" and _board(leader).target == v2 and _answers(leader) == {1}
+
+        successor = _service(ray_services, app, fence=6)
+        result = successor.ensure(v3)
+        print(f"\n[takeover] {result.detail}")
+        assert result.action == "swapped" and "left by fence 5" in result.detail
+        assert result.report is not None and (result.report.version, result.report.previous) == (3, 1)
+        record = client.record(generation)
+        assert record is not None and record.aborted == "taken over by fence 6"
+        board = _board(successor)
+        assert board.active == v3 and board.target is None and board.fence == 6
+        assert _answers(successor) == {3}
+        with pytest.raises(StaleFenceError, match="fence 5.*fence 6"):
+            leader.swap(v2.version, v2.uri)
     finally:
         leader.delete()
 
@@ -196,7 +267,7 @@ def test_deploy_with_desired_serves_it_from_the_first_request(ray_services: Any,
     app = "recover-fresh"
     svc = _service(ray_services, app)
     try:
-        desired = _ref(artifacts, 7, load_sleep_s=1.0)
+        desired = _ref(artifacts, app, 7, load_sleep_s=1.0)
         started = time.monotonic()
         assert svc.deploy(desired=desired) is True
         deploy_s = time.monotonic() - started
@@ -217,7 +288,7 @@ def test_ensure_on_a_missing_app_deploys_the_desired_version(ray_services: Any, 
     app = "recover-missing"
     svc = _service(ray_services, app, replicas=1)
     try:
-        desired = _ref(artifacts, 3)
+        desired = _ref(artifacts, app, 3)
         assert svc.status().serve_status == "NOT_DEPLOYED"
         result = svc.ensure(desired)
         assert result.action == "deployed", result.detail
@@ -229,3 +300,42 @@ def test_ensure_on_a_missing_app_deploys_the_desired_version(ray_services: Any, 
         assert svc.predict(ROWS)["version"] == 3
     finally:
         svc.delete()
+
+
+def _jobspec(app: str, replicas: int) -> JobSpec:
+    return JobSpec.model_validate({
+        "name": app,
+        "dataset": {"name": "d", "label": "y"},
+        "job": {"entrypoint": ENTRYPOINT, "code": str(CODE_DIR)},
+        "sweep": {"metric": "rmse", "mode": "min", "space": {"lr": {"type": "uniform", "low": 0.1, "high": 0.2}}},
+        "serve": {"app": app, "replicas": replicas, "num_cpus": 0.25},
+    })
+
+
+def test_hub_ensures_swaps_and_redeploys_changed_settings(ray_services: Any, artifacts: Path) -> None:
+    connects: list[int] = []
+    hub = ServeHub(ray_services.serve_port, connect=lambda: connects.append(1))
+    hub.fence = 2
+    app = "recover-hub"
+    spec = _jobspec(app, replicas=1)
+    bigger = spec.model_copy(update={"serve": spec.serve.model_copy(update={"replicas": 2})})
+    try:
+        v1, v2 = _ref(artifacts, app, 1), _ref(artifacts, app, 2)
+        assert hub.service(spec) is hub.service(spec) and connects == []  # no Ray needed yet
+        assert hub.ensure(spec, v1).action == "deployed"
+        report = hub.swap(spec, v2)
+        assert (report.version, report.previous) == (2, 1)
+        assert hub.ensure(spec, v2).action == "none"
+        status = hub.status(spec)
+        assert status.board is not None and status.board.active == v2 and status.board.fence == 2
+
+        result = hub.ensure(bigger, v2)  # same app, two replicas: a changed deploy
+        assert result.action == "deployed", result.detail
+        board = _board(hub.service(bigger))
+        assert board.serving(v2, 2)
+        hub.fence = 3
+        assert hub.service(bigger).fence == 3
+        assert hub.ensure(bigger, v1).action == "swapped" and _board(hub.service(bigger)).fence == 3
+        assert connects == [1]
+    finally:
+        hub.service(bigger).delete()

@@ -245,6 +245,9 @@ class KafkaEventSource(EventSource):
         try:
             self._consumer.commit(payload)
         except KafkaError as exc:
+            if self._assign:  # a hint only; a member of the group that has not expired yet refuses it
+                log.warning("Kafka did not take the offset hint %s for group %r: %s", offsets, self.group_id, exc)
+                return
             raise ServiceError(f"Could not commit {offsets} for group {self.group_id!r}: {exc}") from None
 
     def seek(self, offsets: Offsets) -> None:

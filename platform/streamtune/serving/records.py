@@ -16,17 +16,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streamtune.errors import SwapError
+from streamtune.errors import FencedError, SwapError
 
 Version = int | str
 """A model version id: the registry's integer, or any string a caller picks."""
 
 SwapKind = Literal["swap", "rollback", "deploy", "ensure"]
+EnsureAction = Literal["none", "deployed", "board_recreated", "swapped", "busy"]
 
 __all__ = [
-    "BoardSnapshot", "BoardView", "CanaryReport", "EnsureResult", "LoadFailure", "ModelRef", "ReplicaReport",
-    "ReplicaStatus", "RequestCounts", "ServiceStatus", "StaleFenceError", "SwapFailure", "SwapKind", "SwapRecord",
-    "SwapReport", "Version",
+    "BoardSnapshot", "BoardView", "CanaryReport", "EnsureAction", "EnsureResult", "LoadFailure", "ModelRef",
+    "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServiceStatus", "StaleFenceError", "SwapFailure", "SwapKind",
+    "SwapRecord", "SwapReport", "Version",
 ]
 
 
@@ -262,9 +263,10 @@ class EnsureResult(_Record):
     """
 
     app: str = Field(description="The Serve application.")
-    action: Literal["none", "deployed", "board_recreated", "swapped", "busy"] = Field(
+    action: EnsureAction = Field(
         description="none: already serving it; deployed: the Serve app was (re)run; board_recreated: the board "
-        "was missing and was made again; swapped: a swap brought it in; busy: another swap is in flight."
+        "was missing and was made again; swapped: a swap brought it in; busy: a swap of this writer (or a "
+        "newer one) is in flight, left alone."
     )
     desired: ModelRef = Field(description="The model asked for.")
     report: SwapReport | None = Field(None, description="The swap's report, when ensure swapped.")
@@ -276,11 +278,12 @@ class EnsureResult(_Record):
         return self.action not in ("none", "busy")
 
 
-class StaleFenceError(SwapError):
+class StaleFenceError(SwapError, FencedError):
     """A writer (swap, canary, promote, abort, deploy) came with a fence older than one the board has seen.
 
     The board keeps the highest fence any writer used; a controller that lost its lease holds a lower one, so
-    it can no longer move serving.
+    it can no longer move serving. It is a SwapError (the swap did not happen) and a FencedError (the writer
+    is a stale leader and should step down).
 
     Example:
         >>> print(StaleFenceError("sales", 4, 5).headline)

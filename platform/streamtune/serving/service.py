@@ -32,10 +32,11 @@ from ray.exceptions import RayActorError
 
 from streamtune.config.jobspec import RolloutSpec, ServeSpec
 from streamtune.errors import ConfigError, ServiceError, SwapError
-from streamtune.serving.board import VersionBoard, board_name, board_options
+from streamtune.serving.board import NAMESPACE, VersionBoard, board_name, board_options
 from streamtune.serving.deployment import ModelServer
 from streamtune.serving.records import (
     BoardSnapshot,
+    EnsureAction,
     EnsureResult,
     ModelRef,
     ServiceStatus,
@@ -251,7 +252,8 @@ class ModelService:
         not running it is deployed with ``desired`` (action ``deployed``); when its board is missing, the
         board is made again and the replicas re-register (``board_recreated``); when another version is
         active and no swap is in flight, it swaps to ``desired`` without a canary (``swapped``). A swap in
-        flight is left alone (``busy``); nothing to do is ``none``.
+        flight is left alone (``busy``), unless an older fence started it: that writer can no longer finish
+        it, so it is dropped and ``desired`` swapped in. Nothing to do is ``none``.
 
         Raises:
             SwapError: ``desired`` could not be loaded; StaleFenceError: a newer writer owns the board.
@@ -264,7 +266,7 @@ class ModelService:
         _require_ray()
         serve_status = self._app_status()
         snap = self._snapshot()
-        action: Any = "none"
+        action: EnsureAction = "none"
         found = f"Serve app {serve_status}, " + ("no board" if snap is None else f"active {_version(snap.active)}")
         if serve_status not in _PRESENT or snap is None:
             action = "deployed" if serve_status not in _PRESENT else "board_recreated"
@@ -272,13 +274,20 @@ class ModelService:
             snap = self._client().snapshot()
         if snap.active == desired:
             return self._result(action, desired, f"{found}; serving version {desired.version}")
+        client = self._client()
         if snap.target is not None:
-            detail = f"{found}; swap to version {snap.target.version} in flight, left alone"
-            return self._result("busy", desired, detail)
-        report = run_swap(self._client(), desired, kind="ensure", rollout=None, timeout_s=timeout_s)
+            if self.fence <= snap.fence:
+                detail = f"{found}; swap to version {snap.target.version} in flight, left alone"
+                return self._result("busy", desired, detail)
+            # Started by a writer with an older fence, which can no longer promote or abort it: take over.
+            client.abort(snap.generation, f"taken over by fence {self.fence}")
+            found += f"; dropped the swap to version {snap.target.version} left by fence {snap.fence}"
+        report = run_swap(client, desired, kind="ensure", rollout=None, timeout_s=timeout_s)
         return self._result("swapped", desired, f"{found}; swapped to version {desired.version}", report)
 
-    def _result(self, action: Any, desired: ModelRef, detail: str, report: SwapReport | None = None) -> EnsureResult:
+    def _result(
+        self, action: EnsureAction, desired: ModelRef, detail: str, report: SwapReport | None = None
+    ) -> EnsureResult:
         return EnsureResult(app=self.app, action=action, desired=desired, report=report, detail=detail)
 
     # ----- swap / rollback ----------------------------------------------------------------------------
@@ -378,7 +387,7 @@ class ModelService:
         """The board's handle (cached), or None when there is no board."""
         if self._handle is None:
             try:
-                self._handle = ray.get_actor(self.board_name, namespace=board_options(self.app)["namespace"])
+                self._handle = ray.get_actor(self.board_name, namespace=NAMESPACE)
             except ValueError:
                 return None
         return self._handle
