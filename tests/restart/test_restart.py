@@ -84,6 +84,13 @@ def _wait_answer(url: str, version: int, timeout_s: float = 120) -> dict:
     raise AssertionError(f"{url} never answered with v{version}; last: {last}")
 
 
+def _wait_log(stack: Stack, text: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in stack.controller_log():
+        assert time.monotonic() < deadline, f"{text!r} not in the controller log:\n{stack.controller_log()[-3000:]}"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     s = Stack(tmp_path_factory.mktemp("restart-home"))
@@ -130,18 +137,18 @@ def test_down_then_up_brings_the_champion_back_without_retraining(stack: Stack, 
     assert [(r.run_id, r.status) for r in client.runs()] == runs_before, "something retrained"
     assert [m.version for m in client.models()] == [1]
     assert client.status().controller.active
-    assert "reconciled to v1: deployed" in stack.controller_log()
+    _wait_log(stack, "reconciled to v1: deployed")
     client.close()
 
 
 def test_killing_the_board_under_load_drops_nothing_and_the_board_comes_back(
     stack: Stack, champion: JobSpec
 ) -> None:
-    import ray
-
     from streamtune.runtime.ray import NAMESPACE, join_ray
 
-    join_ray(stack.settings)
+    join_ray(stack.settings)  # before `import ray`: it turns on the token auth that `ray start` enabled
+    import ray
+
     url = stack.settings.serve_url(champion.serve.app)
     results: list[tuple[int, object]] = []
     stop = threading.Event()
@@ -178,4 +185,4 @@ def test_killing_the_board_under_load_drops_nothing_and_the_board_comes_back(
     print(f"\n[board kill] board back with v1 on 2 replicas {back_s:.1f}s after the kill; "
           f"{len(results)} requests, {len(failed)} failed")
     assert failed == [] and {v for _, v in results} == {1} and len(results) > 20
-    assert "board_recreated" in stack.controller_log()
+    _wait_log(stack, "reconciled to v1: board_recreated")
