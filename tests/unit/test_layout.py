@@ -25,7 +25,7 @@ def test_public_all_names_exist_and_are_sorted_sensibly():
 
 def test_every_stage_is_a_subpackage():
     for stage in ("events", "triggers", "data", "sweeps", "validation", "registry", "serving", "controller",
-                  "sdk", "cli", "config", "dev"):
+                  "control", "sdk", "cli", "config", "runtime", "embedded", "dev"):
         assert (ROOT / "platform" / "streamtune" / stage / "__init__.py").is_file(), stage
 
 
@@ -62,3 +62,22 @@ def test_run_seed_is_stable_per_run_and_differs_across_runs():
     spec = SweepSpec(metric="m", mode="min", space={"a": {"type": "int", "low": 1, "high": 2}})
     assert run_seed(spec, "r-1") == run_seed(spec, "r-1") != run_seed(spec, "r-2")
     assert run_seed(spec.model_copy(update={"seed": None}), "r-1") is None
+
+
+def test_nothing_below_the_cli_imports_the_demo_package():
+    package = ROOT / "platform" / "streamtune"
+    offenders = [
+        str(path.relative_to(package)) for path in package.rglob("*.py")
+        if path.parent.name not in ("dev", "cli") and "streamtune.dev" in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_ray_is_not_imported_by_the_package_or_the_records():
+    import subprocess
+    import sys
+
+    code = ("import sys, streamtune, streamtune.serving.records, streamtune.control, streamtune.controller; "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
