@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test test-unit lint bench kafka-jars clean
+.PHONY: setup demo test test-unit lint bench kafka-jars clean openapi
 
 setup: $(VENV)/.installed kafka-jars
 
@@ -33,3 +33,7 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf .streamtune .pytest_cache
+
+# Rewrite the committed OpenAPI document after changing the API (a test keeps the two equal).
+openapi: $(VENV)/.installed
+	$(PY) -c "import json; from streamtune.api.app import openapi_document as d; print(json.dumps(d(), indent=2, sort_keys=True))" > docs/openapi.json

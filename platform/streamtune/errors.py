@@ -62,6 +62,10 @@ class NotFoundError(StreamtuneError):
     """A run, command, spec, model or version that was asked for does not exist."""
 
 
+class AuthError(StreamtuneError):
+    """The API refused the request: no token, or one it does not know (or that was revoked)."""
+
+
 class FencedError(RegistryError):
     """A write came from a controller whose lease is no longer current (a stale leader); it was refused."""
 

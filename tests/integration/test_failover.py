@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fixtures_ray import free_port
 from streamtune import Client, DataArrival, JobSpec, Settings
 from streamtune.registry import RunRecord, open_registry
 
@@ -59,7 +60,9 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, name: str, kill_at: str | None = None) -> subprocess.Popen[bytes]:
-        env = {**self.env, **({"STREAMTUNE_KILL_AT": kill_at} if kill_at else {})}
+        env = {**self.env, "STREAMTUNE_API_PORT": str(free_port())}
+        if kill_at:
+            env["STREAMTUNE_KILL_AT"] = kill_at
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([sys.executable, "-m", "streamtune.controller"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)

@@ -122,7 +122,7 @@ def test_before_any_swap_answers_503_and_names_bad_bodies(service: ModelService)
     assert again.board_id == board.board_id
     response = requests.post(service.url, json={"rows": ROWS}, timeout=10)
     assert response.status_code == 503
-    assert "no model loaded" in response.json()["error"]
+    assert "no model loaded" in response.json()["message"]
     cases = [
         (b"not json", "not valid JSON"),
         (json.dumps({"data": []}).encode(), '"rows" list'),
@@ -132,7 +132,7 @@ def test_before_any_swap_answers_503_and_names_bad_bodies(service: ModelService)
     for body, expected in cases:
         response = requests.post(service.url, data=body, timeout=10)
         assert response.status_code == 400, body
-        assert expected in response.json()["error"]
+        assert expected in response.json()["message"]
 
 
 def test_hot_swap_under_load_drops_nothing(service: ModelService, artifacts: Path) -> None:

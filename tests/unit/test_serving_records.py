@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import pickle
 import subprocess
 import sys
 
 import pytest
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from streamtune.errors import SwapError
+from streamtune.serving import records
 from streamtune.serving.records import (
+    AccessPolicy,
     BoardSnapshot,
     BoardView,
     CanaryReport,
@@ -38,11 +43,11 @@ def test_records_and_the_serving_package_import_without_ray() -> None:
 
 
 def test_every_field_is_described() -> None:
-    records = [
-        BoardSnapshot, BoardView, CanaryReport, EnsureResult, LoadFailure, ModelRef, ReplicaReport,
+    kinds = [
+        AccessPolicy, BoardSnapshot, BoardView, CanaryReport, EnsureResult, LoadFailure, ModelRef, ReplicaReport,
         ReplicaStatus, RequestCounts, SwapRecord, SwapReport,
     ]
-    missing = [f"{r.__name__}.{n}" for r in records for n, f in r.model_fields.items() if not f.description]
+    missing = [f"{r.__name__}.{n}" for r in kinds for n, f in r.model_fields.items() if not f.description]
     assert missing == []
 
 
@@ -108,14 +113,16 @@ def test_swap_record_is_updated_in_place_and_names_its_model() -> None:
     record.loaded_at = 11.0
     assert record.ref == V2 and record.loaded_at == 11.0 and record.failure is None
     with pytest.raises(ValidationError):
-        SwapRecord(generation=4, kind="teleport", version=2, uri="/a/2", started=1.0)  # type: ignore[arg-type]
+        SwapRecord(generation=4, kind="teleport", version=2, uri="/a/2", started=1.0)
 
 
 def test_ensure_result_actions() -> None:
     assert EnsureResult(app="m", action="swapped", desired=V1, detail="").changed
+    assert EnsureResult(app="m", action="policy", desired=V1, detail="").changed
+    assert not EnsureResult(app="m", action="none", desired=V1, detail="").changed
     assert not EnsureResult(app="m", action="busy", desired=V1, detail="").changed
     with pytest.raises(ValidationError):
-        EnsureResult(app="m", action="rebooted", desired=V1, detail="")  # type: ignore[arg-type]
+        EnsureResult(app="m", action="rebooted", desired=V1, detail="")
 
 
 def test_stale_fence_error_names_both_tokens_and_survives_pickling() -> None:
@@ -147,4 +154,144 @@ def test_hub_caches_one_service_per_spec_and_passes_its_fence_without_touching_r
     bigger = spec.model_copy(update={"serve": spec.serve.model_copy(update={"replicas": 3})})
     other = hub.service(bigger)
     assert other is not svc and other.spec.replicas == 3 and other.fence == 5
+    assert connects == []
+
+
+GOOD = hashlib.sha256(b"good").hexdigest()
+OTHER = hashlib.sha256(b"other").hexdigest()
+
+
+def test_access_policy_defaults_let_everything_through() -> None:
+    policy = AccessPolicy()
+    assert (policy.required, policy.token_sha256) == (False, ())
+    assert (policy.max_body_bytes, policy.max_rows) == (10 * 1024 * 1024, 10_000)
+    assert all(policy.allows(h) for h in (None, "", "Bearer nope", "garbage"))
+    assert BoardView(board_id="b", epoch=0, generation=0).policy == policy
+    assert BoardSnapshot(app="m", board_id="b", epoch=0, generation=0).policy == policy
+
+
+def test_access_policy_accepts_only_bearer_tokens_whose_hash_it_holds() -> None:
+    policy = AccessPolicy(required=True, token_sha256=(GOOD,))
+    assert AccessPolicy.hash_token("good") == GOOD
+    for header in ("Bearer good", "bearer good", "BEARER good", "  Bearer   good  "):
+        assert policy.allows(header), header
+    for header in (None, "", "Bearer", "Bearer ", "good", "Basic good", "Bearer bad", "Bearer good extra",
+                   "Bearer Good", f"Bearer {GOOD}", "Token good"):
+        assert not policy.allows(header), header
+
+
+def test_access_policy_required_without_hashes_lets_nothing_through() -> None:
+    policy = AccessPolicy(required=True)
+    assert not any(policy.allows(h) for h in (None, "Bearer good", "Bearer "))
+
+
+def test_access_policy_with_several_tokens_and_a_revocation() -> None:
+    both = AccessPolicy(required=True, token_sha256=(GOOD, OTHER))
+    assert both.allows("Bearer good") and both.allows("Bearer other")
+    revoked = both.model_copy(update={"token_sha256": (OTHER,)})
+    assert not revoked.allows("Bearer good") and revoked.allows("Bearer other")
+    assert revoked != both
+
+
+def test_access_policy_compares_every_hash_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+    real = records.hmac.compare_digest
+
+    def spy(a: str, b: str) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(records.hmac, "compare_digest", spy)
+    policy = AccessPolicy(required=True, token_sha256=(GOOD, OTHER, "0" * 64))
+    assert policy.allows("Bearer good")  # matches the first, still compares all three
+    assert [b for _, b in calls] == [GOOD, OTHER, "0" * 64]
+    assert {a for a, _ in calls} == {GOOD}
+
+
+def test_access_policy_validates_and_normalizes_its_hashes() -> None:
+    upper = AccessPolicy(required=True, token_sha256=(GOOD.upper(), f" {GOOD} "))
+    assert upper.token_sha256 == (GOOD,) and upper.allows("Bearer good")
+    for bad in ("good", GOOD[:-1], GOOD[:-1] + "g", GOOD + "0"):
+        with pytest.raises(ValidationError, match="64 hex digits"):
+            AccessPolicy(token_sha256=(bad,))
+    with pytest.raises(ValidationError):
+        AccessPolicy(max_body_bytes=0)
+    with pytest.raises(ValidationError):
+        AccessPolicy(max_rows=0)
+    with pytest.raises(ValidationError):
+        AccessPolicy(token="good")  # type: ignore[call-arg]
+
+
+def test_access_policy_is_frozen_and_travels_in_views() -> None:
+    policy = AccessPolicy(required=True, token_sha256=(GOOD,), max_body_bytes=2048, max_rows=5)
+    with pytest.raises(ValidationError):
+        policy.required = False  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(policy)) == policy
+    view = BoardView(board_id="b", epoch=1, generation=0, policy=policy)
+    again = BoardView.model_validate_json(view.model_dump_json())
+    assert again == view and again.policy.allows("Bearer good") and not again.policy.allows(None)
+    assert "good" not in view.model_dump_json()  # only the hash travels, never the token
+
+
+def _request(body: bytes, *, declared: int | None, chunk: int = 1000) -> Request:
+    """A real starlette Request whose body arrives in ``chunk``-byte messages."""
+    headers = [] if declared is None else [(b"content-length", str(declared).encode())]
+    messages = [
+        {"type": "http.request", "body": body[i:i + chunk], "more_body": i + chunk < len(body)}
+        for i in range(0, max(len(body), 1), chunk)
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    return Request({"type": "http", "method": "POST", "headers": headers}, receive)
+
+
+def test_replica_body_limit_refuses_a_declared_or_streamed_body_over_it() -> None:
+    from streamtune.serving.deployment import _read_body, _Refused
+
+    assert asyncio.run(_read_body(_request(b"x" * 2048, declared=2048), 2048)) == b"x" * 2048
+    with pytest.raises(_Refused) as declared:
+        asyncio.run(_read_body(_request(b"x" * 3000, declared=3000), 2048))
+    assert (declared.value.status, declared.value.message) == (
+        413, "request body is 3000 bytes; the limit is 2048 bytes"
+    )
+    with pytest.raises(_Refused) as streamed:  # no Content-Length (chunked): read only up to the limit
+        asyncio.run(_read_body(_request(b"x" * 10_000, declared=None), 2048))
+    assert streamed.value.status == 413 and "at least 3000 bytes; the limit is 2048" in streamed.value.message
+
+
+def test_replica_row_limit_and_bad_bodies() -> None:
+    from streamtune.serving.deployment import _parse_rows, _Refused
+
+    assert _parse_rows(b'{"rows": [{"x": 1}, {"x": 2}]}', max_rows=2).num_rows == 2
+    with pytest.raises(_Refused) as over:
+        _parse_rows(b'{"rows": [{"x": 1}, {"x": 2}, {"x": 3}]}', max_rows=2)
+    assert over.value.status == 422 and "3 rows" in over.value.message and "limit is 2" in over.value.message
+    for body in (b"nope", b'{"data": []}', b'{"rows": []}', b'{"rows": [1]}'):
+        with pytest.raises(_Refused) as bad:
+            _parse_rows(body, max_rows=2)
+        assert bad.value.status == 400
+
+
+def test_hub_keeps_its_policy_for_every_service_before_it_needs_ray() -> None:
+    from streamtune.config.jobspec import JobSpec
+    from streamtune.serving.hub import ServeHub
+
+    spec = JobSpec.model_validate({
+        "name": "sales",
+        "dataset": {"name": "d", "label": "y"},
+        "job": {"entrypoint": "jobs.x:Job", "code": "/code"},
+        "sweep": {"metric": "rmse", "mode": "min", "space": {"lr": {"type": "uniform", "low": 0.1, "high": 0.2}}},
+        "serve": {"app": "sales", "replicas": 1},
+    })
+    connects: list[int] = []
+    hub = ServeHub(8123, connect=lambda: connects.append(1))
+    assert hub.policy == AccessPolicy() and hub.service(spec).policy == AccessPolicy()
+    closed = AccessPolicy(required=True, token_sha256=(GOOD,))
+    assert hub.set_policy(closed) == []  # no Ray yet: kept, brought to each board by its first ensure/swap
+    assert hub.policy == closed and hub.service(spec).policy == closed
+    bigger = spec.model_copy(update={"serve": spec.serve.model_copy(update={"replicas": 3})})
+    assert hub.service(bigger).policy == closed
+    assert ServeHub(8123, connect=lambda: None, policy=closed).service(spec).policy == closed
     assert connects == []

@@ -14,7 +14,19 @@ from streamtune.sdk.client import Client
 
 
 def _client() -> Client:
-    return Client(Settings.from_env())
+    """A client of the platform's API: ``STREAMTUNE_URL`` (+ ``STREAMTUNE_TOKEN``), or this machine's ``up``."""
+    settings = Settings.from_env()
+    return Client(settings.api_url, token=operator_token(settings), settings=settings)
+
+
+def operator_token(settings: Settings) -> str | None:
+    """``STREAMTUNE_TOKEN``, else the token ``streamtune up`` left for this machine's operator, else None."""
+    if settings.token is not None:
+        return settings.token.get_secret_value()
+    try:
+        return settings.token_file.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _done(record: CommandRecord, as_json: bool) -> None:

@@ -15,10 +15,10 @@ import typer
 
 from streamtune.cli.app import app, console, guard
 from streamtune.config.settings import Settings
-from streamtune.errors import ServiceError, StreamtuneError
+from streamtune.errors import ConfigError, ServiceError, StreamtuneError
 
 if TYPE_CHECKING:
-    from streamtune.control.base import ControlPlane
+    from streamtune.registry.base import Registry
 
 
 @app.command()
@@ -35,30 +35,57 @@ def demo(spec: Path = typer.Option(Path("configs/demo.yaml"), help="JobSpec the 
 def up(wait: float = typer.Option(60, help="Seconds to wait for the controller to become active.")) -> None:
     """Start a local Kafka broker, a Ray head with Serve, and a controller daemon; wait until it is active."""
     def _up() -> None:
-        from streamtune.control.local import LocalControlPlane
         from streamtune.embedded import LocalKafka, LocalRay
+        from streamtune.registry import open_registry
 
         settings = Settings.from_env()
+        if settings.auth == "none" and settings.api_host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f'Got "{settings.api_host}" for STREAMTUNE_API_HOST with STREAMTUNE_AUTH=none; '
+                              "without tokens the API listens on 127.0.0.1 only")
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         with console.status("starting Kafka"):
             bootstrap = LocalKafka(settings).start()
-        with console.status("starting Ray head and Serve"):
+        with console.status("starting Ray head (token auth) and Serve"):
             LocalRay(settings, detached=True).start()
+        registry = open_registry(settings.registry_url)
+        _ensure_operator_token(settings, registry)
         pid = _start_controller(settings)
-        control = LocalControlPlane(settings)
-        with console.status("waiting for the controller to take the lease"):
-            holder = _wait_active(control, pid, wait, settings)
+        with console.status("waiting for the controller to take the lease and its API to answer"):
+            holder = _wait_active(registry, pid, wait, settings)
+        registry.close()
+        auth = f"token in {settings.token_file}" if settings.auth == "token" else "no token (local mode)"
         console.print(f"Kafka {bootstrap}; Ray jobs {settings.jobs_url}; Serve http://{settings.serve_host}:"
-                      f"{settings.serve_port}; controller {holder} (pid {pid}), log {settings.log_dir}/controller.log")
+                      f"{settings.serve_port}; API {settings.api_url} ({auth}); controller {holder} (pid {pid}), "
+                      f"log {settings.log_dir}/controller.log", highlight=False)
     guard(_up)
 
 
-def _wait_active(control: ControlPlane, pid: int, wait_s: float, settings: Settings) -> str:
+def _ensure_operator_token(settings: Settings, registry: Registry) -> None:
+    """Keep a token for this machine's operator (the CLI reads it) in the home, readable by its owner only."""
+    from streamtune.api.auth import hash_token, new_token
+
+    path = settings.token_file
+    if path.is_file() and registry.find_token(hash_token(path.read_text().strip())) is not None:
+        return
+    token = new_token()
+    registry.add_token("operator", hash_token(token))
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token)
+
+
+def _wait_active(registry: Registry, pid: int, wait_s: float, settings: Settings) -> str:
+    import requests
+
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        status = control.status().controller
-        if status is not None and status.active and f":{pid}:" in status.holder:
-            return status.holder
+        lease = registry.get_lease("controller")
+        if lease is not None and not lease.expired() and f":{pid}:" in lease.holder:
+            try:
+                if requests.get(f"{settings.api_url}/healthz", timeout=2).status_code == 200:
+                    return lease.holder
+            except requests.RequestException:
+                pass
         if not _alive(pid):
             raise ServiceError(f"the controller (pid {pid}) exited", fix=f"see {settings.log_dir}/controller.log")
         time.sleep(0.2)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from streamtune.config._format import format_validation_error
 
@@ -61,6 +61,17 @@ class Settings(BaseModel):
     command_timeout: float = Field(
         300.0, gt=0, description="Seconds the SDK waits for the controller to carry out a command."
     )
+    api_host: str = Field("127.0.0.1", description="Host the HTTP control API binds to on every controller.")
+    api_port: int = Field(8470, ge=1024, le=65535, description="Port of the HTTP control API.")
+    auth: Literal["token", "none"] = Field(
+        "token",
+        description="'token': the API and the model endpoints require a bearer token (streamtune token create). "
+        "'none' (local mode only): no token, and the API listens on 127.0.0.1 only.",
+    )
+    url: str | None = Field(None, description="URL of a running platform's API; the SDK and CLI talk to it.")
+    token: SecretStr | None = Field(None, description="Bearer token for the API at `url` (a secret).")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body the API accepts.")
+    max_rows: int = Field(10_000, ge=1, description="Most rows one predict or publish request may carry.")
 
     def model_post_init(self, __context: Any) -> None:
         self.home = self.home.expanduser().resolve()
@@ -129,6 +140,24 @@ class Settings(BaseModel):
             return address
         host = address.removeprefix("ray://").rsplit(":", 1)[0] if address and address != "auto" else "127.0.0.1"
         return f"http://{host}:{self.dashboard_port}"
+
+    @property
+    def api_url(self) -> str:
+        """Where the SDK and CLI find the API: ``url``, or this machine's controller on ``api_port``.
+
+        Example:
+            >>> Settings(home="/tmp/st", api_host="0.0.0.0").api_url
+            'http://127.0.0.1:8470'
+        """
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def token_file(self) -> Path:
+        """Where ``streamtune up`` keeps the operator's API token for the CLI on this machine (mode 0600)."""
+        return self.home / "api_token"
 
     def serve_url(self, app: str) -> str:
         """HTTP endpoint of a Serve app.

@@ -96,8 +96,8 @@ class ControlPlane(ABC):
         """The controller's lease, every spec at a glance, and the command queue."""
 
     @abstractmethod
-    def append(self, command: Command, *, reason: str = "") -> CommandRecord:
-        """Append a command for the active controller, as :attr:`actor`."""
+    def append(self, command: Command, *, reason: str = "", actor: str | None = None) -> CommandRecord:
+        """Append a command for the active controller, as ``actor`` (default :attr:`actor`)."""
 
     @abstractmethod
     def publish(self, events: Iterable[DataArrival], topic: str | None = None) -> list[PublishedEvent]:
@@ -110,6 +110,13 @@ class ControlPlane(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    def ship_code(self, spec: JobSpec) -> JobSpec:
+        """Make the spec's job code reachable by the platform; returns the spec to submit (here: unchanged).
+
+        A client on another machine overrides this to upload the code and point ``job.code`` at the copy.
+        """
+        return spec
 
     # -- reads built on the primitives ---------------------------------------------------------------
 
@@ -147,7 +154,7 @@ class ControlPlane(ABC):
         """
         if not isinstance(spec, JobSpec):
             spec = load_jobspec(spec)
-        return self._ask(SubmitSpec(spec=spec), reason, wait, timeout_s)
+        return self._ask(SubmitSpec(spec=self.ship_code(spec)), reason, wait, timeout_s)
 
     def pause(self, name: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
         """Stop starting runs of spec ``name``; windows still close into pending runs."""

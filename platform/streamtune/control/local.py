@@ -100,8 +100,8 @@ class LocalControlPlane(ControlPlane):
 
     # -- changes: commands only ----------------------------------------------------------------------
 
-    def append(self, command: Command, *, reason: str = "") -> CommandRecord:
-        return self.registry.append_command(command, actor=self.actor, reason=reason)
+    def append(self, command: Command, *, reason: str = "", actor: str | None = None) -> CommandRecord:
+        return self.registry.append_command(command, actor=actor or self.actor, reason=reason)
 
     # -- data plane ----------------------------------------------------------------------------------
 
@@ -116,16 +116,20 @@ class LocalControlPlane(ControlPlane):
         return [PublishedEvent(event_id=e.event_id, topic=topic, partition=p, offset=o)
                 for e, (p, o) in zip(batch, landed, strict=True)]
 
-    def predict(self, name: str, rows: list[dict[str, Any]], timeout_s: float = 10) -> Prediction:
+    def predict(self, name: str, rows: list[dict[str, Any]], timeout_s: float = 10, *,
+                authorization: str | None = None) -> Prediction:
+        """POST rows to the model's Serve app; ``authorization`` is passed on (the API forwards its caller's)."""
         url = self.settings.serve_url(self._app(name))
+        headers = {"authorization": authorization} if authorization else {}
         try:
-            response = self._http.post(url, json={"rows": rows}, timeout=timeout_s)
+            response = self._http.post(url, json={"rows": rows}, timeout=timeout_s, headers=headers)
         except requests.RequestException as exc:
             raise ServiceError(f"Could not reach {url}: {exc}", fix="is serving up? see `streamtune status`") from None
         if response.status_code != 200:
             try:
-                detail = response.json().get("error", response.text)
-            except ValueError:
+                body = response.json()
+                detail = body.get("message") or body.get("error") or response.text
+            except (ValueError, AttributeError):
                 detail = response.text
             raise ServiceError(f"{url} answered {response.status_code}: {str(detail)[:300]}")
         return Prediction.model_validate(response.json())

@@ -191,6 +191,10 @@ class Controller:
             log.exception("controller step failed")
             self._stop.wait(1.0)
 
+    def request_stop(self) -> None:
+        """Ask the loop to end after its current turn (safe from a signal handler)."""
+        self._stop.set()
+
     def start(self) -> None:
         """Run the loop in a background thread."""
         self._thread = threading.Thread(target=self.run_forever, name="streamtune-controller", daemon=True)

@@ -10,11 +10,14 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import subprocess
+from pathlib import Path
 
 from streamtune.config.settings import Settings
 from streamtune.errors import ServiceError
-from streamtune.runtime.ray import NAMESPACE, join_ray, quiet_ray_logs, ray_bin, start_serve_proxy
+from streamtune.runtime.ray import NAMESPACE, join_ray, quiet_ray_logs, ray_bin, ray_token_file, start_serve_proxy
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,8 @@ class LocalRay:
 
     With ``settings.ray_address`` set it joins that cluster; otherwise it starts one. ``detached=False``
     starts Ray inside this process (it ends with the process); ``detached=True`` runs ``ray start --head``
-    so the cluster outlives the CLI call (``streamtune up`` / ``down``).
+    so the cluster outlives the CLI call (``streamtune up`` / ``down``), with Ray's token auth on and the token
+    kept under ``STREAMTUNE_HOME/ray/auth_token``.
 
     Example:
         >>> LocalRay(Settings(home="/tmp/st"), detached=True).detached
@@ -78,7 +82,10 @@ class LocalRay:
         ]
         if self.settings.ray_num_cpus:
             cmd.append(f"--num-cpus={self.settings.ray_num_cpus}")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        token = _ensure_token(ray_token_file(self.settings))
+        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+        env.pop("RAY_AUTH_TOKEN", None)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0 and "already" not in proc.stderr + proc.stdout:
             raise ServiceError(
                 f"ray start --head failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}",
@@ -101,3 +108,12 @@ class LocalRay:
             if ray.is_initialized():
                 ray.shutdown()
             subprocess.run([ray_bin(), "stop"], capture_output=True)
+
+
+def _ensure_token(path: Path) -> Path:
+    """The cluster's Ray auth token under the home: made once (256 random bits), readable by its owner only."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path

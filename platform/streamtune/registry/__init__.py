@@ -18,6 +18,7 @@ from streamtune.registry.manifest import verify_manifest, write_manifest
 from streamtune.registry.records import (
     TERMINAL_STATUSES,
     AliasEvent,
+    ApiToken,
     Lease,
     ModelVersion,
     OffsetReset,
@@ -31,6 +32,7 @@ from streamtune.registry.sql import SqlRegistry
 __all__ = [
     "TERMINAL_STATUSES",
     "AliasEvent",
+    "ApiToken",
     "CommandOutcome",
     "CommandRecord",
     "CommandStatus",
@@ -49,12 +51,13 @@ __all__ = [
 ]
 
 
-def open_registry(url: str) -> Registry:
+def open_registry(url: str, *, create: bool = True) -> Registry:
     """Open the registry at ``url``.
 
     Args:
         url: ``sqlite:///<absolute path>`` (parent folders are created) or ``sqlite:///:memory:``.
             ``postgres://`` and ``postgresql://`` URLs are recognised but not supported yet.
+        create: With False, a registry that does not exist yet is an error instead of a new empty one.
 
     Raises:
         RegistryError: the URL is invalid or unsupported (naming the value and the rule), or the
@@ -69,4 +72,4 @@ def open_registry(url: str) -> Registry:
             f'Got "{url}" for registry_url; must be a URL like sqlite:////abs/path/registry.db',
             fix="set STREAMTUNE_REGISTRY_URL, or leave it unset for <home>/registry.db",
         )
-    return SqlRegistry(url.strip())
+    return SqlRegistry(url.strip(), create=create)

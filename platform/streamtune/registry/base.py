@@ -26,7 +26,16 @@ from typing import Any
 
 from streamtune.config.jobspec import JobSpec
 from streamtune.registry.commands import Command, CommandOutcome, CommandRecord, CommandStatus
-from streamtune.registry.records import AliasEvent, Lease, ModelVersion, OffsetReset, RunRecord, RunStatus, SpecRecord
+from streamtune.registry.records import (
+    AliasEvent,
+    ApiToken,
+    Lease,
+    ModelVersion,
+    OffsetReset,
+    RunRecord,
+    RunStatus,
+    SpecRecord,
+)
 
 __all__ = ["Registry"]
 
@@ -345,6 +354,35 @@ class Registry(ABC):
             ...     print(exc.headline)
             write refused: a wrote with lease token 1, but b holds token 2
         """
+
+    # -- API tokens (written by an operator's CLI beside the registry; never fenced) --------------------
+
+    @abstractmethod
+    def add_token(self, name: str, token_sha256: str) -> ApiToken:
+        """Store the sha256 of a new API token that belongs to ``name``.
+
+        Example:
+            >>> import hashlib
+            >>> from streamtune.registry import open_registry
+            >>> reg = open_registry("sqlite:///:memory:")
+            >>> digest = hashlib.sha256(b"st_secret").hexdigest()
+            >>> reg.add_token("ana", digest).name, reg.find_token(digest).name
+            ('ana', 'ana')
+            >>> [t.active for t in reg.revoke_tokens("ana")], reg.find_token(digest)
+            ([False], None)
+        """
+
+    @abstractmethod
+    def find_token(self, token_sha256: str) -> ApiToken | None:
+        """Return the active token with this hash, or None (unknown or revoked)."""
+
+    @abstractmethod
+    def list_tokens(self, *, include_revoked: bool = False) -> list[ApiToken]:
+        """Return the active tokens (all, with ``include_revoked``), oldest first."""
+
+    @abstractmethod
+    def revoke_tokens(self, name: str) -> list[ApiToken]:
+        """Revoke every active token of ``name``; return them (empty if there were none)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

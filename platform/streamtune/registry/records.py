@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from streamtune.config.jobspec import JobSpec
 
 __all__ = [
-    "TERMINAL_STATUSES", "AliasEvent", "Lease", "ModelVersion", "OffsetReset", "RunRecord", "RunStatus",
+    "TERMINAL_STATUSES", "AliasEvent", "ApiToken", "Lease", "ModelVersion", "OffsetReset", "RunRecord", "RunStatus",
     "SpecRecord", "run_id_for",
 ]
 
@@ -225,6 +225,27 @@ class Lease(BaseModel):
     def expired(self, now: float | None = None) -> bool:
         """True once the lease has lapsed."""
         return (time.time() if now is None else now) >= self.expires_at
+
+
+class ApiToken(BaseModel):
+    """An API token as the registry keeps it: only its sha256, never the token itself.
+
+    Example:
+        >>> ApiToken(name="ana", token_sha256="ab" * 32).active
+        True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Who the token belongs to; recorded as the actor of their commands.")
+    token_sha256: str = Field(description="Hex sha256 of the token.")
+    created_at: float = Field(default_factory=time.time, description="Unix time it was created.")
+    revoked_at: float | None = Field(None, description="Unix time it was revoked; None while it is valid.")
+
+    @property
+    def active(self) -> bool:
+        """True until the token is revoked."""
+        return self.revoked_at is None
 
 
 class OffsetReset(BaseModel):

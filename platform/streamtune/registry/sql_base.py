@@ -23,9 +23,12 @@ from streamtune.registry.sqlite_schema import _MIGRATIONS, _SCHEMA, SCHEMA_VERSI
 class SqlBase:
     """Connection, transactions, schema migration and write fencing shared by the SQLite registry's parts."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.path = parse_sqlite_url(url)
+        if not create and self.path != ":memory:" and not Path(self.path).is_file():
+            raise RegistryError(f"no registry at {self.path}: the platform has not run in this home yet",
+                                fix="start it with `streamtune up`, or point STREAMTUNE_HOME at its home")
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._fence: Lease | None = None

@@ -16,7 +16,7 @@ from streamtune.registry.commands import (
     CommandStatus,
     new_command_id,
 )
-from streamtune.registry.records import Lease, OffsetReset
+from streamtune.registry.records import ApiToken, Lease, OffsetReset
 from streamtune.registry.sql_base import SqlBase
 from streamtune.registry.sqlite_schema import _dumps, _loads
 
@@ -187,3 +187,39 @@ class SqlControl(SqlBase):
         rows = self._query("SELECT * FROM offset_resets WHERE grp = ? ORDER BY seq", (group,))
         return [OffsetReset(group=r["grp"], topic=r["topic"], partition=r["part"], previous=r["previous"],
                             offset=r["next_offset"], reason=r["reason"], actor=r["actor"], at=r["at"]) for r in rows]
+
+    # -- API tokens --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _token_from(row: sqlite3.Row) -> ApiToken:
+        return ApiToken(name=row["name"], token_sha256=row["sha256"], created_at=row["created_at"],
+                        revoked_at=row["revoked_at"])
+
+    def add_token(self, name: str, token_sha256: str) -> ApiToken:
+        """Store a new token's hash under ``name`` (see :meth:`Registry.add_token`)."""
+        if not name or len(token_sha256) != 64:
+            raise RegistryError(f'Got "{name}" / a {len(token_sha256)}-character hash for a token; need a name '
+                                "and a hex sha256")
+        token = ApiToken(name=name, token_sha256=token_sha256)
+        with self._tx(fenced=False) as conn:
+            conn.execute("INSERT INTO api_tokens (name, sha256, created_at) VALUES (?, ?, ?)",
+                         (name, token_sha256, token.created_at))
+        return token
+
+    def find_token(self, token_sha256: str) -> ApiToken | None:
+        """Return the active token with this hash, or None."""
+        rows = self._query("SELECT * FROM api_tokens WHERE sha256 = ? AND revoked_at IS NULL", (token_sha256,))
+        return self._token_from(rows[0]) if rows else None
+
+    def list_tokens(self, *, include_revoked: bool = False) -> list[ApiToken]:
+        """Return tokens (active ones unless ``include_revoked``), oldest first."""
+        where = "" if include_revoked else "WHERE revoked_at IS NULL "
+        return [self._token_from(r) for r in self._query(f"SELECT * FROM api_tokens {where}ORDER BY seq")]
+
+    def revoke_tokens(self, name: str) -> list[ApiToken]:
+        """Revoke every active token of ``name``; return them as revoked (empty if there were none)."""
+        now = time.time()
+        with self._tx(fenced=False) as conn:
+            rows = conn.execute("SELECT * FROM api_tokens WHERE name = ? AND revoked_at IS NULL", (name,)).fetchall()
+            conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now, name))
+        return [self._token_from(r).model_copy(update={"revoked_at": now}) for r in rows]

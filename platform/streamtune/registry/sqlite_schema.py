@@ -8,7 +8,7 @@ from typing import Any
 
 from streamtune.errors import RegistryError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _URL_RULE = "must be sqlite:///<absolute path> (e.g. sqlite:////home/me/registry.db) or sqlite:///:memory:"
 
 _SCHEMA = """
@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS leases (
 CREATE TABLE IF NOT EXISTS offset_resets (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL,
     previous INTEGER, next_offset INTEGER NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL, revoked_at REAL);
+CREATE INDEX IF NOT EXISTS api_tokens_by_name ON api_tokens (name, revoked_at);
 """
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ from streamtune.errors import ServiceError
 
 NAMESPACE = "streamtune"
 
-__all__ = ["NAMESPACE", "join_ray", "quiet_ray_logs", "ray_bin", "start_serve_proxy"]
+__all__ = ["NAMESPACE", "join_ray", "quiet_ray_logs", "ray_bin", "ray_token_file", "start_serve_proxy", "use_ray_token"]
 
 
 def join_ray(settings: Settings, *, timeout_s: float = 60) -> None:
@@ -32,7 +32,7 @@ def join_ray(settings: Settings, *, timeout_s: float = 60) -> None:
     Raises:
         ServiceError: no cluster answered at that address.
     """
-    use_token_auth_if_available()  # must happen before ray is imported in this process
+    use_ray_token(settings)  # must happen before ray is imported in this process
     import ray
 
     if ray.is_initialized():
@@ -64,12 +64,23 @@ def ray_bin() -> str:
     return str(beside) if beside.is_file() else (shutil.which("ray") or "ray")
 
 
-def use_token_auth_if_available() -> None:
-    """Send the token that ``ray start`` saved when this process joins a cluster.
+def ray_token_file(settings: Settings) -> Path:
+    """Where ``streamtune up`` keeps the Ray cluster's auth token (mode 0600)."""
+    return settings.home / "ray" / "auth_token"
 
-    Ray 2.60's ``ray.init(address="host:port")`` does not send the auth token that ``ray start`` enabled (an
-    address of "auto" does); ``RAY_AUTH_MODE=token``, set before ray is imported, makes it send the saved token.
+
+def use_ray_token(settings: Settings) -> None:
+    """Authenticate this process to a token-auth Ray cluster: the home's token, else Ray's default one.
+
+    Call it before ray is imported. Ray 2.60's ``ray.init(address="host:port")`` sends a token only when
+    ``RAY_AUTH_MODE=token`` is set; ``RAY_AUTH_TOKEN_PATH`` points it at the home's token. Child processes
+    (the Jobs API client, sweep drivers) inherit both.
     """
+    ours = ray_token_file(settings)
+    if ours.is_file() and "RAY_AUTH_TOKEN" not in os.environ:
+        os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(ours))
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        return
     token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
     if "RAY_AUTH_MODE" not in os.environ and (token.is_file() or os.environ.get("RAY_AUTH_TOKEN")):
         os.environ["RAY_AUTH_MODE"] = "token"

@@ -7,28 +7,37 @@ carries out and records with who asked and why; the methods wait for its outcome
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from streamtune.config.jobspec import JobSpec
 from streamtune.config.settings import Settings
 from streamtune.control.base import ControlPlane
 from streamtune.control.local import LocalControlPlane
 from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
+from streamtune.errors import ServiceError
 from streamtune.events.schema import DataArrival
 from streamtune.registry.commands import Command, CommandRecord
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+
+log = logging.getLogger(__name__)
 
 
 class Client(ControlPlane):
     """Talks to one streamtune installation through its control plane.
 
-    ``Client.local()`` starts everything embedded (a local Kafka broker, a local Ray with Serve, and a
-    controller in a background thread); ``Client(settings)`` works against services from ``streamtune up``.
+    ``Client(url, token=...)`` talks to a running platform's HTTP API from any machine (it never opens the
+    registry or joins Ray); so does ``Client()`` when ``STREAMTUNE_URL`` is set. ``Client.local()`` starts
+    everything embedded (a local Kafka broker, a local Ray with Serve, and a controller in a background thread);
+    ``Client(settings)`` without a URL works beside the registry of ``settings.home``.
 
     Args:
-        settings: Where the registry, Kafka and Serve are (default: from ``STREAMTUNE_*``).
-        control: The control plane to use instead (default: a :class:`LocalControlPlane` over ``settings``).
-        actor: Who asks, recorded with each command (default: the OS user).
+        url: The platform's API (default: ``settings.url``, i.e. ``STREAMTUNE_URL``).
+        token: Its bearer token (default: ``settings.token``, i.e. ``STREAMTUNE_TOKEN``).
+        settings: Where things are (default: from ``STREAMTUNE_*``).
+        control: The control plane to use instead of either.
+        actor: Who asks, recorded with each command (with tokens, the platform records the token's owner).
 
     Example:
         >>> import tempfile
@@ -46,25 +55,30 @@ class Client(ControlPlane):
         0.012
     """
 
-    def __init__(self, settings: Settings | None = None, *, control: ControlPlane | None = None,
+    def __init__(self, url: str | Settings | None = None, *, token: str | None = None,
+                 settings: Settings | None = None, control: ControlPlane | None = None,
                  actor: str | None = None) -> None:
+        if isinstance(url, Settings):  # Client(settings): the settings' URL if any, else beside the registry
+            settings, url = url, None
         self.settings = settings or Settings.from_env()
-        self.control = control or LocalControlPlane(self.settings, actor=actor)
+        self.control = control or _control_for(self.settings, url, token, actor)
         super().__init__(actor=self.control.actor, command_timeout_s=self.control.command_timeout_s)
         self.controller: Any = None
+        self.api_url: str | None = None
         self._closers: list[Callable[[], None]] = []
 
     @classmethod
-    def local(cls, settings: Settings | None = None, *, controller: bool = True) -> Client:
+    def local(cls, settings: Settings | None = None, *, controller: bool = True, api: bool = True) -> Client:
         """Start a local Kafka, a local Ray with Serve and a controller, all embedded in this process.
 
         With ``settings.kafka_bootstrap`` or ``settings.ray_address`` set, those are used instead of starting
-        them. Everything started here stops on :meth:`close`.
+        them. Local mode: no tokens, and the controller's API (if ``api`` and its port is free) listens on
+        127.0.0.1 only. Everything started here stops on :meth:`close`.
         """
         from streamtune.controller import Controller
         from streamtune.embedded import LocalKafka, LocalRay
 
-        settings = settings or Settings.from_env()
+        settings = (settings or Settings.from_env()).model_copy(update={"auth": "none", "url": None})
         kafka = LocalKafka(settings)
         kafka.start()
         ray_ = LocalRay(settings)
@@ -73,14 +87,27 @@ class Client(ControlPlane):
         except BaseException:
             kafka.stop()
             raise
-        client = cls(settings)
+        client = cls(settings=settings)
         client._closers += [kafka.stop, ray_.stop]
         if controller:
             ctrl = Controller(settings)
             ctrl.start()
             client.controller = ctrl
             client._closers.append(ctrl.stop)
+            if api:
+                client._start_api(settings, ctrl)
         return client
+
+    def _start_api(self, settings: Settings, ctrl: Any) -> None:
+        from streamtune.api.server import start_api
+
+        try:
+            server = start_api(settings, is_active=lambda: ctrl.active)
+        except ServiceError as exc:  # the embedded client does not need its API; say why it is not there
+            log.warning("the local API is not running: %s", exc.headline)
+            return
+        self.api_url = server.url
+        self._closers.append(server.stop)
 
     # -- the control plane's primitives, forwarded ---------------------------------------------------
 
@@ -112,14 +139,17 @@ class Client(ControlPlane):
     def status(self) -> ControlStatus:
         return self.control.status()
 
-    def append(self, command: Command, *, reason: str = "") -> CommandRecord:
-        return self.control.append(command, reason=reason)
+    def append(self, command: Command, *, reason: str = "", actor: str | None = None) -> CommandRecord:
+        return self.control.append(command, reason=reason, actor=actor)
 
     def publish(self, events: Iterable[DataArrival], topic: str | None = None) -> list[PublishedEvent]:
         return self.control.publish(events, topic)
 
     def predict(self, name: str, rows: list[dict[str, Any]], timeout_s: float = 10) -> Prediction:
         return self.control.predict(name, rows, timeout_s)
+
+    def ship_code(self, spec: JobSpec) -> JobSpec:
+        return self.control.ship_code(spec)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -137,3 +167,13 @@ class Client(ControlPlane):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _control_for(settings: Settings, url: str | None, token: str | None, actor: str | None) -> ControlPlane:
+    url = url or settings.url
+    if not url:
+        return LocalControlPlane(settings, actor=actor)
+    from streamtune.control.http import HttpControlPlane
+
+    token = token or (settings.token.get_secret_value() if settings.token else None)
+    return HttpControlPlane(url, token, actor=actor, command_timeout_s=settings.command_timeout)

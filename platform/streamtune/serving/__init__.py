@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from streamtune.serving.records import (
+    AccessPolicy,
     BoardSnapshot,
     BoardView,
     CanaryReport,
@@ -44,9 +45,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "BoardSnapshot", "BoardView", "CanaryReport", "EnsureResult", "LoadFailure", "ModelRef", "ModelService",
-    "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServeHub", "ServiceStatus", "StaleFenceError",
-    "SwapFailure", "SwapRecord", "SwapReport", "Version", "VersionBoard",
+    "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport", "EnsureResult", "LoadFailure", "ModelRef",
+    "ModelService", "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServeHub", "ServiceStatus",
+    "StaleFenceError", "SwapFailure", "SwapRecord", "SwapReport", "Version", "VersionBoard",
 ]
 
 

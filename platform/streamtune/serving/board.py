@@ -10,6 +10,10 @@ Each board has a random ``board_id`` (its incarnation). A board that died and wa
 replicas that see it start their epoch bookkeeping over, and the board ignores reports meant for an older
 incarnation. Writers pass a ``fence``; the board refuses one lower than the highest it has seen.
 
+The board also holds the app's :class:`AccessPolicy` (tokens, request limits) and hands it to replicas in
+every view. A board made with a policy has it from its first view on, so a board made again never opens the
+endpoint, not even for a moment.
+
 Example:
     >>> board = VersionBoard.options(**board_options("sales")).remote("sales")   # doctest: +SKIP
     >>> ray.get(board.set_target.remote(ModelRef(version=1, uri="/a/1"), fence=3))  # doctest: +SKIP
@@ -26,6 +30,7 @@ from typing import Any
 import ray
 
 from streamtune.serving.records import (
+    AccessPolicy,
     BoardSnapshot,
     BoardView,
     ModelRef,
@@ -107,14 +112,16 @@ class VersionBoard:
     Args:
         app: The Serve application this board steers.
         stale_s: A replica whose last heartbeat is older than this no longer counts as live.
+        policy: The access policy replicas enforce from the board's first view (default: open).
 
     Example:
         >>> board = VersionBoard.options(**board_options("sales")).remote("sales")  # doctest: +SKIP
         >>> ray.get(board.snapshot.remote()).active                                 # doctest: +SKIP
     """
 
-    def __init__(self, app: str, stale_s: float = STALE_S) -> None:
+    def __init__(self, app: str, stale_s: float = STALE_S, policy: AccessPolicy | None = None) -> None:
         self.app = app
+        self.policy = policy or AccessPolicy()
         self.stale_s = stale_s
         self.board_id = uuid.uuid4().hex[:12]
         self.fence = 0
@@ -232,6 +239,17 @@ class VersionBoard:
             self.canary_percent = 0.0
         return await self._bump()
 
+    async def set_policy(self, policy: AccessPolicy, *, fence: int = 0) -> int:
+        """Make every replica enforce ``policy`` (tokens, request limits); return the epoch that carries it.
+
+        A policy equal to the current one changes nothing (no new epoch).
+        """
+        self._check_fence(fence)
+        if policy == self.policy:
+            return self.epoch
+        self.policy = policy
+        return await self._bump()
+
     async def claim(self, fence: int) -> int:
         """Check ``fence`` and remember it, before a writer changes the Serve app; return the board's fence."""
         self._check_fence(fence)
@@ -271,10 +289,11 @@ class VersionBoard:
             counters=_totals(live),
             last_swap=last.model_copy() if (last := self.records.get(self.generation)) else None,
             fence=self.fence,
+            policy=self.policy,
         )
 
     def view(self) -> BoardView:
-        """What a replica needs: the incarnation, epoch, active, previous and target models, canary share."""
+        """What a replica needs: incarnation, epoch, active, previous and target models, canary share, policy."""
         return BoardView(
             board_id=self.board_id,
             epoch=self.epoch,
@@ -283,6 +302,7 @@ class VersionBoard:
             previous=self.previous,
             target=self.target,
             canary_percent=self.canary_percent,
+            policy=self.policy,
         )
 
     # ----- internals ----------------------------------------------------------------------------------

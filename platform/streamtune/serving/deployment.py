@@ -5,6 +5,10 @@ background task, loads what the board wants in a worker thread (manifest first, 
 and flips a pointer when the board says so. It keeps the previous model for an instant rollback and frees
 anything older. Each response names the version that answered it, in the body and in ``x-model-version``.
 
+Each request first passes the board's :class:`AccessPolicy` (bearer token, body size, row count); a replica
+that has never reached its board does not know the policy and answers 503 until it does. Errors are JSON
+``{"message": ...}`` (plus ``"version"`` when a model version failed).
+
 Example:
     >>> app = ModelServer.options(num_replicas=2).bind(  # doctest: +SKIP
     ...     "sales", "jobs.tabular_gbdt:Job", "streamtune-board-sales")
@@ -35,7 +39,15 @@ from starlette.responses import JSONResponse
 from streamtune.job import Predictor, load_job_class
 from streamtune.registry.manifest import MANIFEST, verify_manifest
 from streamtune.serving.board import NAMESPACE
-from streamtune.serving.records import BoardView, LoadFailure, ModelRef, ReplicaReport, RequestCounts, Version
+from streamtune.serving.records import (
+    AccessPolicy,
+    BoardView,
+    LoadFailure,
+    ModelRef,
+    ReplicaReport,
+    RequestCounts,
+    Version,
+)
 
 log = logging.getLogger("ray.serve")
 VERSION_HEADER = "x-model-version"
@@ -51,12 +63,24 @@ class _Model:
 INLINE_ROWS = 64
 
 
+class _Refused(Exception):
+    """A request answered with an error status before any model saw it."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"message": self.message}, status_code=self.status, headers=self.headers)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
 class ModelServer:
     """One replica of a streamtune Serve app.
 
     The replica does not need its board to exist: without one it serves whatever model it holds (503 only
-    if it holds none) and looks the board up again every ``poll_timeout_s``.
+    if it holds none) under the last access policy it saw, and looks the board up again every
+    ``poll_timeout_s``. One that has never seen its board answers 503: it cannot know the policy.
 
     Args:
         app: The Serve application name (for messages).
@@ -89,6 +113,7 @@ class ModelServer:
         self._board: Any = None
         self._board_id = ""
         self._view: BoardView | None = None
+        self._policy: AccessPolicy | None = None  # None until the first view: every request gets 503
         self._applied_epoch = -1
         self._unreported = False
         self._counters: dict[Version, list[int]] = {}
@@ -112,13 +137,15 @@ class ModelServer:
     # ----- requests -----------------------------------------------------------------------------------
 
     async def __call__(self, request: Request) -> JSONResponse:
-        """Answer ``POST {"rows": [{col: val}, ...]}`` with ``{"version": v, "predictions": [...]}``."""
-        if request.method != "POST":
-            return _error(405, f'use POST with a JSON body {{"rows": [...]}}; got {request.method}')
+        """Answer ``POST {"rows": [{col: val}, ...]}`` with ``{"version": v, "predictions": [...]}``.
+
+        Checked in this order, before any model runs: the policy is known (503), the bearer token (401), the
+        method (405), the body size (413), the JSON (400), the row count (422), a model is loaded (503).
+        """
         try:
-            table = _parse_rows(await request.body())
-        except ValueError as exc:
-            return _error(400, str(exc))
+            table = await self._admit(request)
+        except _Refused as refusal:
+            return refusal.response()
         model = self._pick()
         if model is None:
             return _error(
@@ -126,6 +153,26 @@ class ModelServer:
                 f"app {self._app} has no model loaded yet on replica {self._replica_id}; "
                 "swap a version in first (ModelService.swap)",
             )
+        return await self._predict(model, table)
+
+    async def _admit(self, request: Request) -> pa.Table:
+        """The request's rows as a table, once the access policy lets it in; raises _Refused otherwise."""
+        policy = self._policy
+        if policy is None:
+            raise _Refused(
+                503,
+                f"replica {self._replica_id} of app {self._app} has not reached its version board yet, so it "
+                "cannot check access (and has no model loaded); retry shortly",
+            )
+        if not policy.allows(request.headers.get("authorization")):
+            raise _Refused(401, "unauthorized", {"www-authenticate": "Bearer"})
+        if request.method != "POST":
+            raise _Refused(405, f'use POST with a JSON body {{"rows": [...]}}; got {request.method}')
+        body = await _read_body(request, policy.max_body_bytes)
+        return _parse_rows(body, policy.max_rows)
+
+    async def _predict(self, model: _Model, table: pa.Table) -> JSONResponse:
+        """Run ``model`` on ``table`` and count the request (and its failure) against its version."""
         counter = self._counters.setdefault(model.version, [0, 0])
         counter[0] += 1
         try:
@@ -205,9 +252,18 @@ class ModelServer:
     def _epoch(self) -> int:
         return -1 if self._view is None else self._view.epoch
 
-    async def _apply(self, view: BoardView) -> None:
-        """Bring this replica in line with ``view``: start loads, free old models, move the pointers."""
+    async def _apply(self, view: BoardView | None = None) -> None:
+        """Bring this replica in line with ``view`` (None: the latest): policy, loads, frees, pointers.
+
+        Views are passed only by the watch task, in the board's order, so the policy that requests see never
+        goes back to an older one. The policy is taken at once, without waiting for the lock.
+        """
+        if view is not None:
+            self._policy = view.policy  # at once: a revoked token stops working before any reload
         async with self._lock:
+            view = view or self._view
+            if view is None:
+                return
             if view.board_id != self._board_id:  # a new board incarnation: its epochs and swaps start over
                 self._board_id = view.board_id
                 self._applied_epoch = -1
@@ -273,10 +329,8 @@ class ModelServer:
             )
         finally:
             self._loading.pop(model.version, None)
-        if self._view is None:
-            return
         try:
-            await self._apply(self._view)
+            await self._apply()  # the latest view, read under the lock (a newer one may have come meanwhile)
         except Exception as exc:
             log.warning("replica %s could not report to its board: %s", self._replica_id, exc)
 
@@ -301,7 +355,7 @@ class ModelServer:
 
 
 def _error(status: int, message: str, version: Version | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
+    body: dict[str, Any] = {"message": message}
     headers = {}
     if version is not None:
         body["version"] = version
@@ -309,26 +363,55 @@ def _error(status: int, message: str, version: Version | None = None) -> JSONRes
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _parse_rows(body: bytes) -> pa.Table:
-    """Decode ``{"rows": [{...}, ...]}`` into a table, naming what is wrong with anything else."""
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with 413 once it is (or says it is) longer than ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before reading anything; a body without one (or
+    longer than it claimed) is read until it passes the limit, never further.
+    """
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        raise _Refused(413, f"request body is {int(declared)} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _Refused(413, f"request body is at least {size} bytes; the limit is {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_rows(body: bytes, max_rows: int) -> pa.Table:
+    """Decode ``{"rows": [{...}, ...]}`` into a table, naming what is wrong with anything else.
+
+    Example:
+        >>> _parse_rows(b'{"rows": [{"x": 1.0}, {"x": 2.0}]}', max_rows=10).num_rows
+        2
+        >>> try:
+        ...     _parse_rows(b'{"rows": [{"x": 1.0}, {"x": 2.0}]}', max_rows=1)
+        ... except _Refused as refusal:
+        ...     print(refusal.status, refusal.message)
+        422 request has 2 rows; the limit is 1 rows per request
+    """
     try:
         payload = json.loads(body or b"null")
     except ValueError as exc:
-        raise ValueError(f'body is not valid JSON ({exc}); send {{"rows": [{{...}}, ...]}}') from None
+        raise _Refused(400, f'body is not valid JSON ({exc}); send {{"rows": [{{...}}, ...]}}') from None
     if not isinstance(payload, dict) or "rows" not in payload:
-        raise ValueError(f'body must be a JSON object with a "rows" list; got {type(payload).__name__}')
+        raise _Refused(400, f'body must be a JSON object with a "rows" list; got {type(payload).__name__}')
     rows = payload["rows"]
     if not isinstance(rows, list) or not rows:
-        raise ValueError('"rows" must be a non-empty list of objects')
+        raise _Refused(400, '"rows" must be a non-empty list of objects')
+    if len(rows) > max_rows:
+        raise _Refused(422, f"request has {len(rows)} rows; the limit is {max_rows} rows per request")
     bad = next((i for i, row in enumerate(rows) if not isinstance(row, dict)), None)
     if bad is not None:
-        raise ValueError(
-            f'"rows"[{bad}] must be an object of column -> value; got {type(rows[bad]).__name__}'
-        )
+        raise _Refused(400, f'"rows"[{bad}] must be an object of column -> value; got {type(rows[bad]).__name__}')
     try:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise ValueError(f'"rows" do not form a table: {exc}') from None
+        raise _Refused(400, f'"rows" do not form a table: {exc}') from None
 
 
 def _jsonable(predictions: Any) -> list[Any]:
@@ -365,3 +448,19 @@ def localize(uri: str) -> Path:
         except OSError:  # another process won the race; its copy is as good
             pass
     return cache
+
+
+def upload_code(code_dir: Path) -> str:
+    """Upload the job package to the cluster and return its ``gcs://`` URI.
+
+    Ray uploads local ``py_modules`` only for job-level runtime envs; a Serve replica's (per-actor) runtime
+    env needs a URI, so the driver uploads it the way ``ray.init`` would. The URI is content-addressed, so
+    the same code uploads once.
+    """
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+    with tempfile.TemporaryDirectory() as scratch:
+        env = upload_py_modules_if_needed(
+            {"py_modules": [str(code_dir)]}, include_gitignore=True, scratch_dir=scratch
+        )
+    return str(env["py_modules"][0])

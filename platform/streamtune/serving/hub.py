@@ -1,13 +1,17 @@
 """ServeHub: the controller's door to serving, one :class:`ModelService` per JobSpec.
 
 The hub joins Ray lazily (through the ``connect`` callable it is given) and passes its ``fence`` to every
-service, so a controller that lost its lease cannot move serving.
+service, so a controller that lost its lease cannot move serving. It also keeps the platform's
+:class:`AccessPolicy` (the active API tokens' hashes, request limits): :meth:`ServeHub.set_policy` pushes it to
+every board it has made, and each deploy, ensure or swap brings it to a new or remade board first.
 
 Example:
     >>> hub = ServeHub(8000, connect=lambda: None)
     >>> hub.fence = 7
     >>> hub.fence
     7
+    >>> hub.policy.required
+    False
     >>> hub.ensure(spec, ModelRef(version=3, uri="/artifacts/sales/3")).action  # doctest: +SKIP
     'none'
 """
@@ -19,7 +23,14 @@ import threading
 from collections.abc import Callable
 
 from streamtune.config.jobspec import JobSpec, RolloutSpec
-from streamtune.serving.records import EnsureResult, ModelRef, ServiceStatus, SwapReport
+from streamtune.serving.records import (
+    AccessPolicy,
+    EnsureResult,
+    ModelRef,
+    ServiceStatus,
+    StaleFenceError,
+    SwapReport,
+)
 from streamtune.serving.service import ModelService
 
 __all__ = ["ServeHub"]
@@ -31,6 +42,7 @@ class ServeHub:
     Args:
         serve_port: Port of Serve's HTTP proxy.
         connect: Joins Ray and starts Serve's proxy; called once, just before the hub first needs Ray.
+        policy: The access policy every app enforces (default: open, for a platform without authentication).
 
     Example:
         >>> hub = ServeHub(8123, connect=lambda: None)
@@ -38,12 +50,16 @@ class ServeHub:
         2
     """
 
-    def __init__(self, serve_port: int, connect: Callable[[], None]) -> None:
+    def __init__(
+        self, serve_port: int, connect: Callable[[], None], *, policy: AccessPolicy | None = None
+    ) -> None:
         self.serve_port = serve_port
         self._connect = connect
         self._connected = False
         self._lock = threading.Lock()
         self._fence = 0
+        self._policy = policy or AccessPolicy()
+        self._policy_lock = threading.Lock()
         self._services: dict[str, tuple[str, ModelService]] = {}
         self._checked: set[str] = set()
 
@@ -58,6 +74,48 @@ class ServeHub:
         for _, svc in self._services.values():
             svc.fence = value
 
+    @property
+    def policy(self) -> AccessPolicy:
+        """The access policy every app of this hub enforces; change it with :meth:`set_policy`."""
+        return self._policy
+
+    def set_policy(self, policy: AccessPolicy) -> list[str]:
+        """Make every app enforce ``policy`` without a redeploy; returns the apps whose boards changed.
+
+        Every service the hub has made keeps it, so a board made later is born with it; boards that exist
+        get it now (replicas apply it within one board round trip). Before the hub first needs Ray it only
+        keeps the policy: the first ensure or swap of each app brings it.
+
+        Raises:
+            StaleFenceError: a board has seen a newer controller (raised after trying every app); otherwise the
+                first other error, also after trying every app.
+
+        Example:
+            >>> hub = ServeHub(8123, connect=lambda: None)
+            >>> hub.set_policy(AccessPolicy(required=True))
+            []
+            >>> hub.policy.required
+            True
+        """
+        with self._policy_lock:
+            self._policy = policy
+            services = [svc for _, svc in self._services.values()]
+            for svc in services:
+                svc.policy = policy
+        if not self._connected:
+            return []
+        changed: list[str] = []
+        errors: list[Exception] = []
+        for svc in services:
+            try:
+                if svc.set_policy(policy):
+                    changed.append(svc.app)
+            except Exception as exc:  # the other apps still get it (a revoked token must stop everywhere)
+                errors.append(exc)
+        if errors:
+            raise next((e for e in errors if isinstance(e, StaleFenceError)), errors[0])
+        return changed
+
     def service(self, spec: JobSpec) -> ModelService:
         """The spec's ModelService (cached per spec name; remade if its serving settings changed). No deploy.
 
@@ -67,14 +125,16 @@ class ServeHub:
             True
         """
         key = _key(spec)
-        cached = self._services.get(spec.name)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        svc = ModelService(
-            spec.serve.app, spec.serve, spec.job.entrypoint, spec.code_dir(), self.serve_port, fence=self._fence
-        )
-        self._services[spec.name] = (key, svc)
-        self._checked.discard(spec.name)
+        with self._policy_lock:  # a set_policy meanwhile reaches this service too
+            cached = self._services.get(spec.name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            svc = ModelService(
+                spec.serve.app, spec.serve, spec.job.entrypoint, spec.code_dir(), self.serve_port,
+                fence=self._fence, policy=self._policy,
+            )
+            self._services[spec.name] = (key, svc)
+            self._checked.discard(spec.name)
         return svc
 
     def swap(self, spec: JobSpec, ref: ModelRef, rollout: RolloutSpec | None = None) -> SwapReport:
@@ -86,7 +146,7 @@ class ServeHub:
         """
         self._ensure_connected()
         svc = self.service(spec)
-        svc.deploy()
+        svc.deploy()  # brings the service's policy (the hub's) to the board first
         self._checked.add(spec.name)
         return svc.swap(ref.version, ref.uri, rollout=rollout)
 
@@ -94,15 +154,18 @@ class ServeHub:
         """Make ``spec``'s app serve ``ref`` (see :meth:`ModelService.ensure`).
 
         The first call for a spec (or after its serving settings changed) also checks the deploy fingerprint
-        (settings and code), so a changed app is redeployed; later calls are cheap.
+        (settings and code), so a changed app is redeployed; later calls are cheap. The board is brought to the
+        hub's policy first (action ``policy`` when that was all that changed).
         """
         self._ensure_connected()
         svc = self.service(spec)
+        # The service keeps the hub's policy (set_policy updates it under a lock); passing it per call could
+        # put back a policy that a set_policy on another thread has just replaced.
         result = svc.ensure(ref)
         if spec.name not in self._checked:
             redeployed = svc.deploy()  # same fingerprint: nothing happens; changed settings or code: roll
             self._checked.add(spec.name)
-            if redeployed and result.action == "none":
+            if redeployed and result.action in ("none", "policy"):
                 detail = f"{result.detail}; redeployed changed settings or code"
                 result = result.model_copy(update={"action": "deployed", "detail": detail})
         return result

@@ -3,6 +3,8 @@
 Pure pydantic, no Ray: the controller, the registry and the CLI can import them without starting anything.
 
 Example:
+    >>> AccessPolicy(required=True, token_sha256=(AccessPolicy.hash_token("s3cret"),)).allows("Bearer s3cret")
+    True
     >>> ref = ModelRef(version=3, uri="/artifacts/sales/3")
     >>> ref
     ModelRef(version=3, uri='/artifacts/sales/3')
@@ -12,9 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamtune.errors import FencedError, SwapError
 
@@ -22,17 +26,82 @@ Version = int | str
 """A model version id: the registry's integer, or any string a caller picks."""
 
 SwapKind = Literal["swap", "rollback", "deploy", "ensure"]
-EnsureAction = Literal["none", "deployed", "board_recreated", "swapped", "busy"]
+EnsureAction = Literal["none", "policy", "deployed", "board_recreated", "swapped", "busy"]
 
 __all__ = [
-    "BoardSnapshot", "BoardView", "CanaryReport", "EnsureAction", "EnsureResult", "LoadFailure", "ModelRef",
-    "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServiceStatus", "StaleFenceError", "SwapFailure", "SwapKind",
-    "SwapRecord", "SwapReport", "Version",
+    "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport", "EnsureAction", "EnsureResult", "LoadFailure",
+    "ModelRef", "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServiceStatus", "StaleFenceError", "SwapFailure",
+    "SwapKind", "SwapRecord", "SwapReport", "Version",
 ]
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccessPolicy(_Record):
+    """Who may call a model endpoint and how big a request may be; every replica enforces its board's policy.
+
+    Tokens are never stored: only the hex sha256 of each accepted one. ``required=False`` (the default, for a
+    platform running without authentication) lets every request through; ``required=True`` with no hashes
+    lets none through.
+
+    Example:
+        >>> policy = AccessPolicy(required=True, token_sha256=(AccessPolicy.hash_token("good"),), max_rows=5)
+        >>> policy.allows("Bearer good"), policy.allows("Bearer bad"), policy.allows(None)
+        (True, False, False)
+        >>> AccessPolicy().allows(None)
+        True
+    """
+
+    required: bool = Field(False, description="Whether requests need 'Authorization: Bearer <token>'.")
+    token_sha256: tuple[str, ...] = Field(
+        (), description="Hex sha256 of each accepted token (lower case); the tokens themselves are never kept."
+    )
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest request body, in bytes (else 413).")
+    max_rows: int = Field(10_000, ge=1, description="Most rows one request may carry (else 422).")
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex_digests(cls, hashes: tuple[str, ...]) -> tuple[str, ...]:
+        normalized = tuple(h.strip().lower() for h in hashes)
+        bad = [h for h in normalized if len(h) != 64 or any(c not in "0123456789abcdef" for c in h)]
+        if bad:
+            raise ValueError(f"token_sha256 holds {len(bad)} value(s) that are not 64 hex digits (a sha256)")
+        return tuple(dict.fromkeys(normalized))
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        """The hex sha256 of ``token``, as ``token_sha256`` holds it.
+
+        Example:
+            >>> AccessPolicy.hash_token("good")[:16]
+            '770e607624d68926'
+        """
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def allows(self, authorization_header: str | None) -> bool:
+        """Whether a request with this ``Authorization`` header value may be answered.
+
+        The token's hash is compared with every accepted hash in constant time (``hmac.compare_digest``), and
+        all of them are compared, so timing tells nothing about which (or whether one) matched.
+
+        Example:
+            >>> policy = AccessPolicy(required=True, token_sha256=(AccessPolicy.hash_token("good"),))
+            >>> [policy.allows(h) for h in ("Bearer good", "bearer good", "Basic good", "Bearer ", "good")]
+            [True, True, False, False, False]
+        """
+        if not self.required:
+            return True
+        scheme, _, token = (authorization_header or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        digest = self.hash_token(token)
+        matched = False
+        for accepted in self.token_sha256:
+            matched |= hmac.compare_digest(digest, accepted)
+        return matched
 
 
 class ModelRef(_Record):
@@ -103,6 +172,9 @@ class BoardView(_Record):
     previous: ModelRef | None = Field(None, description="The model served before; kept loaded for rollback.")
     target: ModelRef | None = Field(None, description="The model being loaded beside the active one.")
     canary_percent: float = Field(0.0, description="Share of requests (0-100) the loaded target answers.")
+    policy: AccessPolicy = Field(
+        default_factory=AccessPolicy, description="The access policy every replica enforces on requests."
+    )
 
     def wanted(self) -> list[ModelRef]:
         """The models a replica should hold: active, previous and target, without repeats."""
@@ -197,6 +269,7 @@ class BoardSnapshot(_Record):
     counters: dict[Version, RequestCounts] = Field(default_factory=dict, description="Live replicas' totals.")
     last_swap: SwapRecord | None = Field(None, description="The latest swap's timeline.")
     fence: int = Field(0, description="The highest writer fence the board has seen.")
+    policy: AccessPolicy = Field(default_factory=AccessPolicy, description="The access policy replicas enforce.")
 
     def live(self) -> list[ReplicaStatus]:
         """The live replicas' statuses."""
@@ -264,9 +337,10 @@ class EnsureResult(_Record):
 
     app: str = Field(description="The Serve application.")
     action: EnsureAction = Field(
-        description="none: already serving it; deployed: the Serve app was (re)run; board_recreated: the board "
-        "was missing and was made again; swapped: a swap brought it in; busy: a swap of this writer (or a "
-        "newer one) is in flight, left alone."
+        description="none: already serving it, nothing changed; policy: already serving it (or a swap is in "
+        "flight, left alone) and only the access policy was updated; deployed: the Serve app was (re)run; "
+        "board_recreated: the board was missing and was made again; swapped: a swap brought it in; busy: a swap "
+        "of this writer (or a newer one) is in flight, left alone."
     )
     desired: ModelRef = Field(description="The model asked for.")
     report: SwapReport | None = Field(None, description="The swap's report, when ensure swapped.")
@@ -279,7 +353,7 @@ class EnsureResult(_Record):
 
 
 class StaleFenceError(SwapError, FencedError):
-    """A writer (swap, canary, promote, abort, deploy) came with a fence older than one the board has seen.
+    """A writer (swap, canary, promote, abort, deploy, policy) came with a fence older than one the board has seen.
 
     The board keeps the highest fence any writer used; a controller that lost its lease holds a lower one, so
     it can no longer move serving. It is a SwapError (the swap did not happen) and a FencedError (the writer

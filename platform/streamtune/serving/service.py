@@ -6,6 +6,9 @@ the model they serve, and once all of them hold it the board flips every replica
 Serving can be rebuilt from a desired version kept elsewhere (the registry's champion): :meth:`ModelService.ensure`
 redeploys a missing app, remakes a missing board, or swaps, until the app serves that version.
 
+Who may call the endpoint (bearer tokens) and how big a request may be is an :class:`AccessPolicy` on the
+board; :meth:`ModelService.set_policy` changes it on every replica without a redeploy.
+
 Example:
     >>> from streamtune.config.jobspec import ServeSpec
     >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.tabular_gbdt:Job", "jobs", 8000, fence=3)
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,8 +36,9 @@ from ray.exceptions import RayActorError
 from streamtune.config.jobspec import RolloutSpec, ServeSpec
 from streamtune.errors import ConfigError, ServiceError, SwapError
 from streamtune.serving.board import NAMESPACE, VersionBoard, board_name, board_options
-from streamtune.serving.deployment import ModelServer
+from streamtune.serving.deployment import ModelServer, upload_code
 from streamtune.serving.records import (
+    AccessPolicy,
     BoardSnapshot,
     EnsureAction,
     EnsureResult,
@@ -66,6 +70,8 @@ class ModelService:
         http_port: Port of Serve's HTTP proxy.
         fence: This writer's fence token, passed on every board write; a board that has seen a higher one
             refuses them (:class:`StaleFenceError`). May be changed later through the ``fence`` attribute.
+        policy: The access policy to keep the board on; deploy, ensure and set_policy replace it, and a board
+            made again starts with it. None (the default) leaves the board's policy alone.
 
     Example:
         >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.gbdt:Job", "jobs", 8000)
@@ -83,6 +89,7 @@ class ModelService:
         http_port: int = 8000,
         *,
         fence: int = 0,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self.app = app
         self.spec = serve_spec
@@ -90,6 +97,8 @@ class ModelService:
         self.code_dir = Path(code_dir).expanduser().resolve()
         self.http_port = http_port
         self.fence = fence
+        self.policy = policy
+        self._policy_lock = threading.Lock()
         self._handle: Any = None
         self._http = requests.Session()
 
@@ -110,7 +119,9 @@ class ModelService:
 
     # ----- deploy / delete ----------------------------------------------------------------------------
 
-    def deploy(self, desired: ModelRef | None = None, timeout_s: float = 120) -> bool:
+    def deploy(
+        self, desired: ModelRef | None = None, timeout_s: float = 120, *, policy: AccessPolicy | None = None
+    ) -> bool:
         """Run the Serve app and wait until its replicas have registered with the board. Idempotent.
 
         A second call with the same settings and code leaves the running replicas alone; changed settings
@@ -118,6 +129,9 @@ class ModelService:
         With ``desired`` and no active model on the board (a fresh app, or a board made again), the board's
         target is set to it first, so replicas load it while they start, and deploy returns once every
         replica serves it. Returns True when it (re)ran the Serve app.
+
+        With ``policy`` (or the service's ``policy``) the board gets it before anything else: a board made
+        here is born with it, so no replica ever sees the endpoint open.
 
         Raises:
             ConfigError: ``code_dir`` is not a folder.
@@ -135,7 +149,9 @@ class ModelService:
                 f'Got "{self.code_dir}" for the job code folder; no such folder',
                 fix="point code_dir (job.code) at the package that holds the entrypoint",
             )
-        client = self._client(create=True)
+        if policy is not None:
+            self.policy = policy
+        client, _ = self._board_with_policy(create=True)
         generation = self._start_desired(client, desired)
         options = self._deployment_options()
         fingerprint = hashlib.sha256(
@@ -188,7 +204,7 @@ class ModelService:
             ) from exc
 
     def _deployment_options(self) -> dict[str, Any]:
-        runtime_env = {"py_modules": [_upload_code(self.code_dir)]}
+        runtime_env = {"py_modules": [upload_code(self.code_dir)]}
         return {
             "num_replicas": self.spec.replicas,
             "ray_actor_options": {
@@ -245,7 +261,7 @@ class ModelService:
 
     # ----- recovery -----------------------------------------------------------------------------------
 
-    def ensure(self, desired: ModelRef, timeout_s: float = 120) -> EnsureResult:
+    def ensure(self, desired: ModelRef, timeout_s: float = 120, policy: AccessPolicy | None = None) -> EnsureResult:
         """Make the app serve ``desired``: deploy it, remake its board, or swap to it, as needed.
 
         Cheap when nothing is wrong (one Serve status call and one board snapshot). When the Serve app is
@@ -254,6 +270,9 @@ class ModelService:
         active and no swap is in flight, it swaps to ``desired`` without a canary (``swapped``). A swap in
         flight is left alone (``busy``), unless an older fence started it: that writer can no longer finish
         it, so it is dropped and ``desired`` swapped in. Nothing to do is ``none``.
+
+        With ``policy`` (or the service's ``policy``) different from the board's, the board takes it first (a
+        board made again is born with it); when that is all that changed the action is ``policy``.
 
         Raises:
             SwapError: ``desired`` could not be loaded; StaleFenceError: a newer writer owns the board.
@@ -264,31 +283,84 @@ class ModelService:
             'none'
         """
         _require_ray()
-        serve_status = self._app_status()
-        snap = self._snapshot()
-        action: EnsureAction = "none"
-        found = f"Serve app {serve_status}, " + ("no board" if snap is None else f"active {_version(snap.active)}")
-        if serve_status not in _PRESENT or snap is None:
-            action = "deployed" if serve_status not in _PRESENT else "board_recreated"
-            self.deploy(desired, timeout_s)
-            snap = self._client().snapshot()
+        if policy is not None:
+            self.policy = policy
+        action, snap, found = self._ensure_board(desired, timeout_s)
         if snap.active == desired:
             return self._result(action, desired, f"{found}; serving version {desired.version}")
         client = self._client()
         if snap.target is not None:
             if self.fence <= snap.fence:
                 detail = f"{found}; swap to version {snap.target.version} in flight, left alone"
-                return self._result("busy", desired, detail)
+                return self._result("policy" if action == "policy" else "busy", desired, detail)
             # Started by a writer with an older fence, which can no longer promote or abort it: take over.
             client.abort(snap.generation, f"taken over by fence {self.fence}")
             found += f"; dropped the swap to version {snap.target.version} left by fence {snap.fence}"
         report = run_swap(client, desired, kind="ensure", rollout=None, timeout_s=timeout_s)
         return self._result("swapped", desired, f"{found}; swapped to version {desired.version}", report)
 
+    def _ensure_board(self, desired: ModelRef, timeout_s: float) -> tuple[EnsureAction, BoardSnapshot, str]:
+        """Deploy the app or remake its board when missing, and bring the board to the kept policy.
+
+        Returns the action so far (none, policy, deployed or board_recreated), the board's snapshot and what
+        was found and done.
+        """
+        serve_status = self._app_status()
+        snap = self._snapshot()
+        policy = self.policy
+        new_policy = policy is not None and (snap is None or snap.policy != policy)
+        found = f"Serve app {serve_status}, " + ("no board" if snap is None else f"active {_version(snap.active)}")
+        action: EnsureAction = "none"
+        if serve_status not in _PRESENT or snap is None:
+            action = "deployed" if serve_status not in _PRESENT else "board_recreated"
+            self.deploy(desired, timeout_s)  # a board made here is born with the policy
+            snap = self._client().snapshot()
+        elif new_policy:
+            new_policy = self._board_with_policy(create=False)[1]
+            action = "policy" if new_policy else "none"
+        if new_policy:
+            found += "; access policy set"
+        return action, snap, found
+
     def _result(
         self, action: EnsureAction, desired: ModelRef, detail: str, report: SwapReport | None = None
     ) -> EnsureResult:
         return EnsureResult(app=self.app, action=action, desired=desired, report=report, detail=detail)
+
+    def set_policy(self, policy: AccessPolicy) -> bool:
+        """Make every replica enforce ``policy`` (tokens, request limits) without a redeploy.
+
+        The board wakes its replicas at once; each applies the policy within one board round trip. The policy
+        is also kept as this service's, for boards made later. Returns True when the board changed, False
+        when it had the policy already or there is no board (the next deploy or ensure brings it).
+
+        Raises:
+            StaleFenceError: the board has seen a newer writer.
+
+        Example:
+            >>> svc.set_policy(AccessPolicy(required=True, token_sha256=(digest,)))  # doctest: +SKIP
+            True
+        """
+        _require_ray()
+        self.policy = policy
+        if self._snapshot() is None:
+            return False
+        return self._board_with_policy(create=False)[1]
+
+    def _board_with_policy(self, *, create: bool) -> tuple[BoardClient, bool]:
+        """The board's client once the board holds the kept policy, and whether it had to be changed.
+
+        With ``create`` a missing board is made, born with the policy. The kept policy is read under a lock,
+        once, so of two threads setting policies the later one always lands last: a board never ends on an
+        older policy than the latest kept (a revoked token never comes back).
+        """
+        with self._policy_lock:
+            policy = self.policy
+            client = self._client(create=create, policy=policy)
+            if policy is None or client.snapshot().policy == policy:
+                return client, False
+            client.set_policy(policy)
+            return client, True
 
     # ----- swap / rollback ----------------------------------------------------------------------------
 
@@ -359,8 +431,10 @@ class ModelService:
         board = self._snapshot() if ray.is_initialized() else None
         return ServiceStatus(app=self.app, url=self.url, serve_status=self._app_status(), board=board)
 
-    def predict(self, rows: list[dict[str, Any]], timeout_s: float = 30) -> dict[str, Any]:
-        """POST rows to the app over HTTP; returns ``{"version": v, "predictions": [...]}``.
+    def predict(
+        self, rows: list[dict[str, Any]], timeout_s: float = 30, *, token: str | None = None
+    ) -> dict[str, Any]:
+        """POST rows to the app over HTTP (with ``token`` as bearer); returns ``{"version": v, "predictions": [...]}``.
 
         Raises:
             ServiceError: the app answered with an error status, or could not be reached.
@@ -370,13 +444,14 @@ class ModelService:
             {'version': 2, 'predictions': [0.5, 0.7]}
         """
         try:
-            response = self._http.post(self.url, json={"rows": rows}, timeout=timeout_s)
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            response = self._http.post(self.url, json={"rows": rows}, timeout=timeout_s, headers=headers)
         except requests.RequestException as exc:
             raise ServiceError(f"Could not reach {self.url}: {exc}", fix="deploy() the app first") from None
         if response.status_code != 200:
             try:
-                detail = response.json().get("error", response.text)
-            except ValueError:
+                detail = response.json().get("message", response.text)
+            except (ValueError, AttributeError):
                 detail = response.text
             raise ServiceError(f"{self.url} answered {response.status_code}: {detail}")
         return response.json()
@@ -392,9 +467,13 @@ class ModelService:
                 return None
         return self._handle
 
-    def _client(self, *, create: bool = False, required: bool = False) -> BoardClient:
+    def _client(
+        self, *, create: bool = False, required: bool = False, policy: AccessPolicy | None = None
+    ) -> BoardClient:
+        """A client of the board; ``create`` makes it when missing (born with ``policy``, if given)."""
         if create:
-            self._handle = VersionBoard.options(**board_options(self.app)).remote(self.app)  # type: ignore[attr-defined]
+            options = board_options(self.app)
+            self._handle = VersionBoard.options(**options).remote(self.app, policy=policy)  # type: ignore[attr-defined]
         elif required and self._snapshot() is None:  # also drops a cached handle of a board that died
             raise ServiceError(f"App {self.app} has no version board", fix="deploy() it first")
         if self._lookup() is None:
@@ -437,19 +516,3 @@ def _require_ray() -> None:
         raise ServiceError(
             "Ray is not running in this process", fix="start it first: LocalRay(Settings.from_env()).start()"
         )
-
-
-def _upload_code(code_dir: Path) -> str:
-    """Upload the job package to the cluster and return its ``gcs://`` URI.
-
-    Ray uploads local ``py_modules`` only for job-level runtime envs; a Serve replica's (per-actor) runtime
-    env needs a URI, so the driver uploads it the way ``ray.init`` would. The URI is content-addressed, so
-    the same code uploads once.
-    """
-    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
-
-    with tempfile.TemporaryDirectory() as scratch:
-        env = upload_py_modules_if_needed(
-            {"py_modules": [str(code_dir)]}, include_gitignore=True, scratch_dir=scratch
-        )
-    return str(env["py_modules"][0])

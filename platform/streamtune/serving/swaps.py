@@ -20,6 +20,7 @@ import ray
 from streamtune.config.jobspec import RolloutSpec
 from streamtune.errors import SwapError
 from streamtune.serving.records import (
+    AccessPolicy,
     BoardSnapshot,
     CanaryReport,
     ModelRef,
@@ -71,6 +72,10 @@ class BoardClient:
     def abort(self, generation: int, reason: str) -> int:
         """Drop the pending target; returns the epoch."""
         return self._get(self.handle.abort.remote(generation, reason, fence=self.fence))
+
+    def set_policy(self, policy: AccessPolicy) -> int:
+        """Make every replica enforce ``policy``; returns the epoch that carries it."""
+        return self._get(self.handle.set_policy.remote(policy, fence=self.fence))
 
     def claim(self) -> int:
         """Check (and remember) this writer's fence before it changes the Serve app."""
