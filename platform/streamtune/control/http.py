@@ -5,8 +5,8 @@ Example:
     >>> try:
     ...     cp.status()
     ... except Exception as exc:
-    ...     print(type(exc).__name__, exc.headline[:40])
-    ServiceError streamtune is not running at http://127.0
+    ...     print(type(exc).__name__, exc.headline.split(" (")[0])
+    ServiceError streamtune is not running at http://127.0.0.1:1
 """
 
 from __future__ import annotations

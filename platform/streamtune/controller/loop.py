@@ -26,6 +26,7 @@ from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
 from streamtune.registry.records import Lease, SpecRecord
 from streamtune.runtime.kafka import ensure_topic
+from streamtune.serving.records import AccessPolicy
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Controller:
         self.lease, self.elected_at = lease, time.time()
         self.registry.fence(lease)
         self.services.fence = lease.token
+        self._apply_policy()  # before the first reconcile: a recreated board must come up closed
         self.ingestor = Ingestor(self.registry, self.settings.consumer_group,
                                  inline_dir=f"{self.settings.artifact_root}/inline")
         self._topics, self._next_reconcile = (), 0.0
@@ -141,8 +143,24 @@ class Controller:
             specs = self.specs()
         self.advancer.step(specs)
         if time.monotonic() >= self._next_reconcile:
+            self._apply_policy()
             self.reconciler.step(specs)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
+
+    def access_policy(self) -> AccessPolicy:
+        """Who may call the model endpoints: the registry's active API tokens, unless in local mode."""
+        return AccessPolicy(
+            required=self.settings.auth == "token", max_body_bytes=self.settings.max_body_bytes,
+            max_rows=self.settings.max_rows,
+            token_sha256=tuple(sorted(t.token_sha256 for t in self.registry.list_tokens())),
+        )
+
+    def _apply_policy(self) -> None:
+        policy = self.access_policy()
+        if policy != self.services.policy:
+            changed = self.services.set_policy(policy)
+            log.info("model endpoint policy applied (%d token(s), required=%s) to %s", len(policy.token_sha256),
+                     policy.required, ", ".join(changed) or "no running app yet")
 
     def _source(self, specs: dict[str, SpecRecord]) -> EventSource | None:
         topics = tuple(sorted({r.spec.trigger.topic for r in specs.values()}))

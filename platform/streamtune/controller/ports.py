@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from streamtune.config.jobspec import JobSpec, RolloutSpec
-from streamtune.serving.records import EnsureResult, ModelRef, SwapReport
+from streamtune.serving.records import AccessPolicy, EnsureResult, ModelRef, SwapReport
 
 
 class Jobs(Protocol):
@@ -33,6 +33,13 @@ class Serving(Protocol):
     """The Serve apps of the specs, steered by the active controller's fencing token."""
 
     fence: int
+
+    @property
+    def policy(self) -> AccessPolicy:
+        """Who may call the model endpoints, and how big a request may be."""
+
+    def set_policy(self, policy: AccessPolicy) -> list[str]:
+        """Apply ``policy`` to every app (and to apps deployed later); return the apps whose boards changed."""
 
     def swap(self, spec: JobSpec, ref: ModelRef, rollout: RolloutSpec | None = None) -> SwapReport:
         """Hot-swap the spec's app to ``ref`` (deploying the app first if needed)."""
