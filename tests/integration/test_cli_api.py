@@ -45,6 +45,15 @@ def platform(kafka_bootstrap, tmp_path, monkeypatch):
     registry.close()
 
 
+def _spec_file(tmp_path: pathlib.Path) -> str:
+    """The demo spec on a topic of its own (the session broker's default topic has other tests' events)."""
+    text = (ROOT / "configs" / "demo.yaml").read_text().replace("topic: streamtune.data",
+                                                               f"topic: cli-{uuid.uuid4().hex[:8]}")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text.replace("code: ../jobs", f"code: {ROOT / 'jobs'}"))
+    return str(path)
+
+
 def _cli(*args: str) -> str:
     result = runner.invoke(app, list(args))
     assert result.exit_code == 0, result.output
@@ -59,7 +68,7 @@ def _fails(*args: str) -> str:
 
 def test_every_verb_works_remotely_with_a_token_and_json(platform, tmp_path):
     settings, registry = platform
-    submitted = json.loads(_cli("submit", str(ROOT / "configs" / "demo.yaml"), "--reason", "first", "--json"))
+    submitted = json.loads(_cli("submit", _spec_file(tmp_path), "--reason", "first", "--json"))
     assert submitted["status"] == "succeeded" and submitted["actor"] == "ana"
     shipped = submitted["command"]["spec"]["job"]["code"]
     assert shipped.startswith(str(pathlib.Path(settings.artifact_root) / "code")), "the job code was shipped"
@@ -85,8 +94,8 @@ def test_every_verb_works_remotely_with_a_token_and_json(platform, tmp_path):
     assert "cancelled" in _cli("cancel", run_id, "--reason", "not now")
 
 
-def test_remote_errors_name_what_is_unknown(platform):
-    _cli("submit", str(ROOT / "configs" / "demo.yaml"))
+def test_remote_errors_name_what_is_unknown(platform, tmp_path):
+    _cli("submit", _spec_file(tmp_path))
     assert 'Got "r-nope" for run; no such run' in _fails("cancel", "r-nope")
     assert 'Got "nope" for model; no model of that name' in _fails("promote", "nope", "1")
     settings, registry = platform
