@@ -1,4 +1,4 @@
-"""Per-trial overhead of a sweep: plain Ray Tune (../shared/baselines/plain_tune_cpu.py) vs streamtune's runner.
+"""Per-trial overhead of a sweep: plain Ray Tune (``baselines/plain_tune.py``) vs streamtune's runner.
 
 Each configuration runs in its own process (Tune reads TUNE_DISABLE_AUTO_CALLBACK_LOGGERS at import), one after
 the other in the same run, on 2 CPUs, with N trivial trials of 5 reports each. streamtune's side is
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BASELINE = HERE.parents[1] / "shared" / "baselines" / "plain_tune_cpu.py"
+BASELINE = HERE / "baselines" / "plain_tune.py"
 
 OURS = r"""
 import json, sys, tempfile, time

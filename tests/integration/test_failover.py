@@ -21,10 +21,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from fixtures_ray import free_port
 from streamtune import Client, DataArrival, JobSpec, Settings
+from streamtune.api.auth import hash_token, new_token
 from streamtune.registry import RunRecord, open_registry
 
 pytestmark = pytest.mark.integration
@@ -58,15 +60,18 @@ class Cluster:
         self.client = Client(self.settings)
         self.registry = open_registry(self.settings.registry_url)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.api: dict[int, str] = {}
 
     def start(self, name: str, kill_at: str | None = None) -> subprocess.Popen[bytes]:
-        env = {**self.env, "STREAMTUNE_API_PORT": str(free_port())}
+        port = free_port()
+        env = {**self.env, "STREAMTUNE_API_PORT": str(port)}
         if kill_at:
             env["STREAMTUNE_KILL_AT"] = kill_at
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen([sys.executable, "-m", "streamtune.controller"], env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         self.procs.append(proc)
+        self.api[proc.pid] = f"http://127.0.0.1:{port}"
         return proc
 
     def log(self, name: str) -> str:
@@ -209,6 +214,13 @@ def test_a_stale_leader_steps_down_when_it_wakes_and_writes_nothing(cluster: Clu
     assert after == before, "the stale leader changed the registry after it lost the lease"
     assert f":{standby.pid}:" in cluster.registry.get_lease("controller").holder
     _assert_every_event_in_exactly_one_window(cluster, events)
-    # the new leader keeps working: commands are carried out by it, not by the stale one
-    done = cluster.client.pause("failover", reason="still paused")
-    assert f":{standby.pid}:" in (done.controller or "")
+    # every controller serves the API: a command sent to the stale one, now a standby, is carried out by the
+    # active one
+    token = new_token()
+    cluster.registry.add_token("ops", hash_token(token))
+    remote = Client(cluster.api[leader.pid], token=token)
+    assert requests.get(f"{cluster.api[leader.pid]}/healthz", timeout=5).json() == {"status": "ok", "active": False}
+    assert requests.get(f"{cluster.api[standby.pid]}/healthz", timeout=5).json() == {"status": "ok", "active": True}
+    done = remote.pause("failover", reason="sent to the standby")
+    assert done.actor == "ops" and f":{standby.pid}:" in (done.controller or "")
+    remote.close()
