@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def ray_services(tmp_path_factory: pytest.TempPathFactory, s3_bucket: str) -> Iterator[Settings]:
     """Settings of a local Ray started in this process (dashboard + Serve proxy on free ports)."""
     dashboard_port = free_port()
     serve_port = free_port()
@@ -41,3 +42,11 @@ def ray_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
         yield settings
     finally:
         local.stop()
+
+
+def stored_code(package: Path, root: Path) -> str:
+    """Store a job package in an artifact store under ``root`` the way submit does; return its URI."""
+    from streamtune.artifacts import ArtifactStore, pack_code, store_code
+
+    return store_code(ArtifactStore(str(root)), pack_code(package))
+

@@ -8,17 +8,35 @@ yields a fresh, empty registry::
         def registry(self, tmp_path):
             with MyRegistry(...) as reg:
                 yield reg
+
+A registry that several processes share (not ``sqlite:///:memory:``) also subclasses
+:class:`SharedRegistryConformance`, with a ``registry_url`` fixture naming a fresh database: two objects see
+each other's writes, concurrent writers never get the same model version or move offsets back, exactly one of
+several processes racing for a lease wins, and a takeover waits for a fenced write already in flight.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+import threading
 import time
 
 import pytest
 
 from streamtune.config.jobspec import JobSpec
 from streamtune.errors import FencedError, RegistryError
-from streamtune.registry import CommandOutcome, CommandStatus, Registry, RunRecord, RunStatus, run_id_for
+from streamtune.registry import (
+    CommandOutcome,
+    CommandStatus,
+    Registry,
+    RunRecord,
+    RunStatus,
+    open_registry,
+    run_id_for,
+)
 from streamtune.registry.commands import CancelRun, Promote, RunNow, SubmitSpec
 
 
@@ -395,3 +413,150 @@ class RegistryConformance:
         with pytest.raises(RegistryError, match="closed"):
             registry.get_spec("x")
         registry.close()  # closing twice is fine
+
+
+_LEASE_RACER = """
+import json, sys
+from streamtune.registry import open_registry
+with open_registry(sys.argv[1]) as reg:
+    print("ready", flush=True)
+    for name in sys.stdin:  # each line names a lease to race for, sent to every racer at once
+        lease = reg.acquire_lease(name.strip(), sys.argv[2], ttl_s=30)
+        print(json.dumps(None if lease is None else lease.token), flush=True)
+"""
+
+
+class SharedRegistryConformance:
+    """What several registry objects on one database must show: threads, processes, locks.
+
+    Subclasses provide a ``registry_url`` fixture naming a fresh, empty database that several connections
+    and processes can open.
+    """
+
+    def test_two_registries_see_each_others_writes(self, registry_url: str) -> None:
+        with open_registry(registry_url) as controller, open_registry(registry_url) as cli:
+            run = make_run()
+            controller.commit_window("g", {("data", 0): 10}, {"w": {"rows": 4}}, [run])
+            assert cli.get_run(run.run_id) == run
+            assert cli.load_offsets("g") == {("data", 0): 10}
+            assert cli.load_windows() == {"w": {"rows": 4}}
+            register(cli, "ctr", run.run_id)
+            cli.set_alias("ctr", "champion", 1)
+            assert controller.get_alias("ctr", "champion").run_id == run.run_id
+            controller.update_run(run.run_id, status="promoted")
+            assert cli.get_run(run.run_id).status is RunStatus.PROMOTED
+
+    def test_another_process_sees_committed_windows(self, registry_url: str) -> None:
+        with open_registry(registry_url) as reg:
+            run = make_run()
+            reg.commit_window("g", {("data", 0): 10}, {}, [run])
+            script = textwrap.dedent(f"""
+                from streamtune.registry import open_registry
+                with open_registry({registry_url!r}) as reg:
+                    print(reg.get_run({run.run_id!r}).num_rows, reg.load_offsets("g"))
+                    reg.commit_window("g", {{("data", 0): 20}}, {{}}, [])
+            """)
+            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+            assert out.stdout.strip() == "100 {('data', 0): 10}"
+            assert reg.load_offsets("g") == {("data", 0): 20}
+
+    def test_concurrent_registrations_get_distinct_versions(self, registry_url: str) -> None:
+        regs = [open_registry(registry_url) for _ in range(3)]
+        versions: list[int] = []
+        errors: list[BaseException] = []
+        start = threading.Barrier(4)
+
+        def worker(reg: Registry, prefix: str) -> None:
+            try:
+                start.wait()
+                for i in range(15):
+                    versions.append(register(reg, "ctr", f"{prefix}-{i}").version)
+            except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(reg, f"r{n}")) for n, reg in enumerate(regs)]
+        threads += [threading.Thread(target=worker, args=(regs[0], "shared"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for reg in regs:
+            reg.close()
+        assert errors == []
+        assert sorted(versions) == list(range(1, 61))
+
+    def test_concurrent_forward_offset_commits_never_move_offsets_back(self, registry_url: str) -> None:
+        regs = [open_registry(registry_url) for _ in range(3)]
+        refused: list[int] = []
+        start = threading.Barrier(len(regs))
+
+        def worker(reg: Registry, offsets: range) -> None:
+            start.wait()
+            for offset in offsets:
+                try:
+                    reg.commit_window("g", {("data", 0): offset}, {}, [])
+                except RegistryError:  # another writer got further first: refused, not stored
+                    refused.append(offset)
+
+        threads = [threading.Thread(target=worker, args=(reg, range(n, 300, 3))) for n, reg in enumerate(regs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert regs[0].load_offsets("g") == {("data", 0): 299}
+        assert all(offset < 299 for offset in refused)
+        for reg in regs:
+            reg.close()
+
+    def test_of_processes_racing_for_a_lease_exactly_one_wins(self, registry_url: str) -> None:
+        holders = [f"p{i}" for i in range(3)]
+        racers = [subprocess.Popen([sys.executable, "-c", _LEASE_RACER, registry_url, holder], text=True,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE) for holder in holders]
+        try:
+            assert [p.stdout.readline().strip() for p in racers] == ["ready"] * len(racers)
+            with open_registry(registry_url) as reg:
+                reg.acquire_lease("lapsed", "gone", ttl_s=0.0)  # a lease to take over, not to create
+                for name, token in (("fresh", 1), ("lapsed", 2)):
+                    for p in racers:
+                        p.stdin.write(f"{name}\n")
+                        p.stdin.flush()
+                    tokens = [json.loads(p.stdout.readline()) for p in racers]
+                    assert sorted(tokens, key=lambda t: t or 0) == [None, None, token], (name, tokens)
+                    assert reg.get_lease(name).holder == holders[tokens.index(token)]
+        finally:
+            for p in racers:
+                p.stdin.close()
+                p.wait(timeout=30)
+
+    def test_a_takeover_waits_for_a_fenced_write_in_flight(
+        self, registry_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with open_registry(registry_url) as old, open_registry(registry_url) as new:
+            lease = old.acquire_lease("controller", "old", ttl_s=0.3)
+            old.fence(lease)
+            inside, done = threading.Event(), threading.Event()
+            upsert = type(old)._upsert_offsets
+
+            def slow_upsert(tx: object, group: str, offsets: dict) -> None:
+                upsert(tx, group, offsets)  # the fence was checked; the lease lapses while this write runs
+                inside.set()
+                time.sleep(1.0)
+
+            monkeypatch.setattr(old, "_upsert_offsets", slow_upsert)
+            writer = threading.Thread(target=lambda: (old.commit_window("g", {("data", 0): 5}, {}, []), done.set()))
+            writer.start()
+            assert inside.wait(10)
+            time.sleep(max(0.0, lease.expires_at - time.time()) + 0.05)
+            asked = time.monotonic()
+            took = new.acquire_lease("controller", "new", ttl_s=10)
+            waited = time.monotonic() - asked
+            writer.join()
+            assert waited > 0.3, f"the takeover went through in {waited:.3f}s, while the fenced write was in flight"
+            assert done.is_set(), "the write that passed its fence check was refused or failed"
+            assert took is not None and took.token == 2
+            assert took.acquired_at >= lease.expires_at
+            monkeypatch.undo()
+            assert new.load_offsets("g") == {("data", 0): 5}
+            with pytest.raises(FencedError, match="new holds token 2"):
+                old.commit_window("g", {("data", 0): 6}, {}, [])
+            assert new.load_offsets("g") == {("data", 0): 5}

@@ -3,8 +3,10 @@ code shipped with a spec, and schemathesis against the committed OpenAPI documen
 
 from __future__ import annotations
 
+import io
 import pathlib
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from fixtures_ray import free_port
 from streamtune import Client, CommandStatus, DataArrival, NotFoundError, Settings
 from streamtune.api.auth import hash_token, new_token
 from streamtune.api.server import ApiServer, start_api
+from streamtune.artifacts import ArtifactStore
 from streamtune.errors import AuthError
 from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
@@ -107,10 +110,13 @@ def test_the_remote_sdk_reads_appends_and_publishes_as_the_tokens_owner(api: Api
 def test_submitting_from_another_machine_ships_the_job_code(api: Api) -> None:
     client = Client(api.url, token=api.token)
     record = client.submit(ROOT / "configs" / "demo.yaml", wait=False)
-    code = pathlib.Path(record.command.spec.job.code)
-    assert code.is_relative_to(pathlib.Path(api.settings.artifact_root) / "code") and code.name == "jobs"
-    assert (code / "tabular_gbdt.py").read_text() == (ROOT / "jobs" / "tabular_gbdt.py").read_text()
-    assert record.command.spec.code_dir() == code
+    uri = record.command.spec.job.code_uri
+    store = ArtifactStore(api.settings.artifact_root)
+    assert uri.startswith(store.join("code")) and uri.endswith(".zip") and store.exists(uri)
+    stored = zipfile.ZipFile(io.BytesIO(store.get_bytes(uri))).read("code/jobs/tabular_gbdt.py")
+    assert stored == (ROOT / "jobs" / "tabular_gbdt.py").read_bytes()
+    again = client.submit(ROOT / "configs" / "demo.yaml", wait=False)
+    assert again.command.spec.job.code_uri == uri  # content-addressed: the same code is stored once
     client.close()
 
 

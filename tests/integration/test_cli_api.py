@@ -70,7 +70,7 @@ def test_every_verb_works_remotely_with_a_token_and_json(platform, tmp_path):
     settings, registry = platform
     submitted = json.loads(_cli("submit", _spec_file(tmp_path), "--reason", "first", "--json"))
     assert submitted["status"] == "succeeded" and submitted["actor"] == "ana"
-    shipped = submitted["command"]["spec"]["job"]["code"]
+    shipped = submitted["command"]["spec"]["job"]["code_uri"]
     assert shipped.startswith(str(pathlib.Path(settings.artifact_root) / "code")), "the job code was shipped"
     assert "paused" in _cli("pause", "sales-gbdt", "--reason", "quiet")
     status = json.loads(_cli("status", "--json"))

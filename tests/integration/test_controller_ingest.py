@@ -7,10 +7,11 @@ import uuid
 import pytest
 from kafka import KafkaConsumer
 
+from streamtune.artifacts import ArtifactStore
 from streamtune.config import JobSpec
 from streamtune.controller.ingest import Ingestor
 from streamtune.events import DataArrival, EventProducer, KafkaEventSource
-from streamtune.registry import SqlRegistry
+from streamtune.registry import SqliteRegistry
 from streamtune.runtime.kafka import ensure_topic
 
 pytestmark = pytest.mark.integration
@@ -41,14 +42,14 @@ def test_restart_resumes_window_from_registry_offsets_and_dead_letters_bad_event
     ensure_topic(kafka_bootstrap, topic)
     ensure_topic(kafka_bootstrap, dlq)
     specs = {"demo": _spec(topic)}
-    reg = SqlRegistry(f"sqlite:///{tmp_path}/r.db")
+    reg = SqliteRegistry(f"sqlite:///{tmp_path}/r.db")
     ev = [DataArrival(dataset="sales", uris=[f"/d/{i}.parquet"], num_rows=100) for i in range(3)]
     with EventProducer(kafka_bootstrap) as prod:
         prod.publish(ev[:2], topic)
         prod.publish_raw(b"{not json", topic)
 
     # first controller: consumes two good events and one bad one, window stays open (200 < 300 rows)
-    ing = Ingestor(reg, group, tmp_path / "inline")
+    ing = Ingestor(reg, group, ArtifactStore(str(tmp_path)))
     src = KafkaEventSource(kafka_bootstrap, [topic], group, start_offsets=ing.offsets, dead_letter_topic=dlq)
     _steps(ing, src, specs, until=lambda _: ing.offsets.get((topic, 0)) == 3)
     src.close()  # "crash": Kafka's committed offsets may lag, the registry's are the truth
@@ -59,7 +60,7 @@ def test_restart_resumes_window_from_registry_offsets_and_dead_letters_bad_event
     with EventProducer(kafka_bootstrap) as prod:
         prod.publish(ev[2:], topic)
     # second controller in a NEW group (no Kafka commits at all): it seeks to the registry's offsets
-    ing2 = Ingestor(reg, group, tmp_path / "inline")
+    ing2 = Ingestor(reg, group, ArtifactStore(str(tmp_path)))
     src2 = KafkaEventSource(kafka_bootstrap, [topic], f"{group}-new", start_offsets=ing2.offsets)
     inserted = _steps(ing2, src2, specs, until=lambda ins: len(ins) == 1)
     src2.close()

@@ -6,7 +6,8 @@ them every event must land in exactly one window: no duplicate, no lost run. A s
 while the standby took over) must step down when it wakes and write nothing.
 
 The spec is paused, so windows close into pending runs and no sweep starts: this is the ingest path under
-failover, and it needs no Ray.
+failover, and it needs no Ray. Every test runs on both registries: a SQLite file and a PostgreSQL database
+(the session's server, a fresh database per test); the controllers get it as ``STREAMTUNE_REGISTRY_URL``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fixtures_ray import free_port
 from streamtune import Client, DataArrival, JobSpec, Settings
 from streamtune.api.auth import hash_token, new_token
 from streamtune.registry import RunRecord, open_registry
+from streamtune.registry.urls import registry_kind
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,17 +48,19 @@ def _spec(topic: str) -> JobSpec:
 class Cluster:
     """Controller processes sharing one STREAMTUNE_HOME (registry) and a Kafka broker."""
 
-    def __init__(self, home: Path, bootstrap: str) -> None:
+    def __init__(self, home: Path, bootstrap: str, registry_url: str = "") -> None:
         self.home = home
         self.topic = f"failover-{uuid.uuid4().hex[:8]}"
+        self.settings = Settings(home=home, kafka_bootstrap=bootstrap, lease_ttl=LEASE_TTL, registry_url=registry_url,
+                                 consumer_group=f"g-{self.topic}", command_timeout=60)
+        self.kind = registry_kind(self.settings.registry_url)
         self.env = {
             **os.environ, "STREAMTUNE_HOME": str(home), "STREAMTUNE_KAFKA_BOOTSTRAP": bootstrap,
             "STREAMTUNE_LEASE_TTL": str(LEASE_TTL), "STREAMTUNE_POLL_INTERVAL": "0.2",
             "STREAMTUNE_CONSUMER_GROUP": f"g-{self.topic}", "STREAMTUNE_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
+            "STREAMTUNE_REGISTRY_URL": self.settings.registry_url,
         }
         self.env.pop("STREAMTUNE_KILL_AT", None)
-        self.settings = Settings(home=home, kafka_bootstrap=bootstrap, lease_ttl=LEASE_TTL,
-                                 consumer_group=self.env["STREAMTUNE_CONSUMER_GROUP"], command_timeout=60)
         self.client = Client(self.settings)
         self.registry = open_registry(self.settings.registry_url)
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -112,9 +116,10 @@ class Cluster:
         self.registry.close()
 
 
-@pytest.fixture
-def cluster(kafka_bootstrap: str, tmp_path: Path):
-    c = Cluster(tmp_path, kafka_bootstrap)
+@pytest.fixture(params=["sqlite", "postgres"])
+def cluster(request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path):
+    registry_url = request.getfixturevalue("postgres_url") if request.param == "postgres" else ""
+    c = Cluster(tmp_path, kafka_bootstrap, registry_url)
     yield c
     c.close()
 
@@ -177,8 +182,9 @@ def test_standby_takes_over_within_5s_of_the_lease_lapsing_with_no_duplicate_and
     runs = _assert_every_event_in_exactly_one_window(cluster, events)
 
     takeover_s, resume_s = took_at - lapses_at, consumed_at - took_at
-    print(f"\n[failover {kill_at}] killed at offset {offset_at_death}; lease lapsed {lapses_at - died_at:.2f}s after "
-          f"the kill; standby took it {takeover_s:.2f}s after it lapsed and consumed again {resume_s:.2f}s later; "
+    print(f"\n[failover {cluster.kind} {kill_at}] killed at offset {offset_at_death}; lease lapsed "
+          f"{lapses_at - died_at:.2f}s after the kill; standby took it {takeover_s:.2f}s after it lapsed and "
+          f"consumed again {resume_s:.2f}s later; "
           f"{len(runs)} runs, {EVENTS} events, token {cluster.registry.get_lease('controller').token}")
     assert 0 <= takeover_s < 5.0 and resume_s < 5.0
     assert cluster.registry.get_lease("controller").token == 2

@@ -91,3 +91,6 @@ def test_commands_from_the_sdk_are_carried_out_and_recorded(kafka_bootstrap, ray
         status = client.status()
         assert status.controller.active and status.pending_commands == 0
         assert [(s.name, s.champion) for s in status.specs] == [("sdk-gbdt", 2)]
+    from ray import serve
+
+    serve.delete("sdkapp")  # the session's 2 CPUs are shared: its replicas would starve later tests' trials

@@ -15,7 +15,7 @@ import pytest
 import ray
 import requests
 from ray import serve
-from test_serving_swap import CODE_DIR, ENTRYPOINT, ROWS, Load, make_artifact
+from test_serving_swap import CODE_DIR, CODE_URI, ENTRYPOINT, ROWS, Load, make_artifact
 
 from streamtune.config.jobspec import JobSpec, ServeSpec
 from streamtune.errors import FencedError, SwapError
@@ -33,7 +33,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _service(ray_services: Any, app: str, replicas: int = 2, fence: int = 0) -> ModelService:
     spec = ServeSpec(app=app, replicas=replicas, num_cpus=0.25)
-    return ModelService(app, spec, ENTRYPOINT, CODE_DIR, http_port=ray_services.serve_port, fence=fence)
+    return ModelService(app, spec, ENTRYPOINT, CODE_URI, http_port=ray_services.serve_port, fence=fence)
 
 
 def _ref(artifacts: Path, app: str, version: int, **options: Any) -> ModelRef:
@@ -307,7 +307,7 @@ def _jobspec(app: str, replicas: int) -> JobSpec:
     return JobSpec.model_validate({
         "name": app,
         "dataset": {"name": "d", "label": "y"},
-        "job": {"entrypoint": ENTRYPOINT, "code": str(CODE_DIR)},
+        "job": {"entrypoint": ENTRYPOINT, "code": str(CODE_DIR), "code_uri": CODE_URI},
         "sweep": {"metric": "rmse", "mode": "min", "space": {"lr": {"type": "uniform", "low": 0.1, "high": 0.2}}},
         "serve": {"app": app, "replicas": replicas, "num_cpus": 0.25},
     })

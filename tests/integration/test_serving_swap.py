@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from fixtures_ray import stored_code
 from streamtune.config.jobspec import RolloutSpec, ServeSpec
 from streamtune.errors import SwapError
 from streamtune.registry.manifest import write_manifest
@@ -25,6 +27,7 @@ from streamtune.serving import ModelService, SwapReport
 pytestmark = pytest.mark.integration
 
 CODE_DIR = Path(__file__).resolve().parents[1] / "assets" / "testjobs" / "testjobs"
+CODE_URI = stored_code(CODE_DIR, Path(tempfile.mkdtemp(prefix="testjobs-code-")))  # as submit stores it
 ENTRYPOINT = "testjobs.const_job:ConstJob"
 APP = "swaptest"
 ROWS = [{"x": 1.0, "y": "a"}, {"x": 2.0, "y": "b"}]
@@ -97,7 +100,7 @@ def show(label: str, report: SwapReport, load: Load | None = None) -> None:
 @pytest.fixture(scope="module")
 def service(ray_services: Any) -> Any:
     spec = ServeSpec(app=APP, replicas=2, num_cpus=0.25)
-    svc = ModelService(APP, spec, ENTRYPOINT, CODE_DIR, http_port=ray_services.serve_port)
+    svc = ModelService(APP, spec, ENTRYPOINT, CODE_URI, http_port=ray_services.serve_port)
     svc.deploy()
     yield svc
     svc.delete()
@@ -243,7 +246,7 @@ def test_scaling_up_warm_starts_new_replicas_on_the_active_version(
     service: ModelService, ray_services: Any
 ) -> None:
     spec = ServeSpec(app=APP, replicas=3, num_cpus=0.25)
-    bigger = ModelService(APP, spec, ENTRYPOINT, CODE_DIR, http_port=ray_services.serve_port)
+    bigger = ModelService(APP, spec, ENTRYPOINT, CODE_URI, http_port=ray_services.serve_port)
     with Load(service.url) as load:
         bigger.deploy()
         time.sleep(0.5)

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from fixtures_ray import stored_code
 from streamtune.config import load_jobspec
 from streamtune.dev.synthetic import write_batch
 from streamtune.registry.manifest import verify_manifest
@@ -28,11 +29,16 @@ def _wait(runner, run_id, timeout=240):
 def _submit(runner, tmp, run_id, spec, uris, champion=None):
     out = tmp / run_id
     out.mkdir(parents=True)
-    req = SweepRequest(run_id=run_id, spec=spec.model_dump(mode="json"), uris=uris, out_dir=str(out),
+    req = SweepRequest(run_id=run_id, spec=spec.model_dump(mode="json"), uris=uris, out_uri=str(out),
                        champion=champion)
     (out / "request.json").write_text(req.model_dump_json())
-    assert runner.submit(run_id, out / "request.json", spec.code_dir()) is True
+    assert runner.submit(run_id, str(out / "request.json"), _code(tmp, spec)) is True
     return out
+
+
+def _code(tmp, spec):
+    """The job package by URI, as submit stores it: the job finds its code only through runtime_env."""
+    return stored_code(spec.code_dir(), tmp / "store")
 
 
 def test_sweep_runs_as_an_idempotent_ray_job_and_scores_champion_on_same_holdout(ray_services, tmp_path):
@@ -41,7 +47,7 @@ def test_sweep_runs_as_an_idempotent_ray_job_and_scores_champion_on_same_holdout
     uris = write_batch(tmp_path / "b1", 2, 800, drift=0.0, seed=3)
     run_id = "r-sweeptest0000001"  # fixed: the sampler seed derives from it, so the sweep is reproducible
     out = _submit(runner, tmp_path, run_id, spec, uris)
-    assert runner.submit(run_id, out / "request.json", spec.code_dir()) is False  # same id: a no-op
+    assert runner.submit(run_id, str(out / "request.json"), _code(tmp_path, spec)) is False  # same id: a no-op
     assert _wait(runner, run_id) == "SUCCEEDED", runner.logs_tail(run_id)
     result = SweepResult.model_validate_json((out / "result.json").read_text())
     assert len(result.trials) == spec.sweep.num_samples

@@ -128,7 +128,7 @@ def champion(stack: Stack) -> JobSpec:
     spec = JobSpec.parse(data)
     client = stack.client()
     submitted = client.submit(spec, reason="restart test")
-    assert submitted.actor == "operator" and "/code/" in submitted.command.spec.job.code  # the code was shipped
+    assert submitted.actor == "operator" and "/code/" in submitted.command.spec.job.code_uri  # the code was shipped
     seen: list[str] = []
     run = _train(stack, client, spec, drift=0.0, seed=5, on_change=lambda r: seen.append(r.status.value))
     assert run.status is RunStatus.PROMOTED, run.error

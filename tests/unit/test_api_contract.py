@@ -11,7 +11,7 @@ import pytest
 
 from streamtune.api.app import openapi_document
 from streamtune.api.errors import status_for
-from streamtune.control.code import pack_code, unpack_code
+from streamtune.artifacts import ArtifactStore, pack_code, store_code
 from streamtune.errors import CommandFailed, ConfigError, NotFoundError, ServiceError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -45,14 +45,16 @@ def _zip(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def test_packed_code_unpacks_to_the_same_package_and_is_reproducible(tmp_path):
+def test_stored_code_is_reproducible_content_addressed_and_wrapped_for_ray(tmp_path):
+    store = ArtifactStore(str(tmp_path))
     data = pack_code(ROOT / "jobs")
     assert data == pack_code(ROOT / "jobs")
-    folder = unpack_code(data, tmp_path)
-    assert folder.name == "jobs" and (folder / "tabular_gbdt.py").read_bytes() == (
-        ROOT / "jobs" / "tabular_gbdt.py").read_bytes()
-    assert not list(folder.rglob("__pycache__"))
-    assert unpack_code(data, tmp_path) == folder
+    uri = store_code(store, data)
+    assert uri == store_code(store, data) and uri.startswith(str(tmp_path / "code"))
+    names = zipfile.ZipFile(io.BytesIO(store.get_bytes(uri))).namelist()
+    assert "code/jobs/tabular_gbdt.py" in names and not [n for n in names if "__pycache__" in n]
+    stored = zipfile.ZipFile(io.BytesIO(store.get_bytes(uri))).read("code/jobs/tabular_gbdt.py")
+    assert stored == (ROOT / "jobs" / "tabular_gbdt.py").read_bytes()
 
 
 @pytest.mark.parametrize(("entries", "needle"), [
@@ -63,10 +65,10 @@ def test_packed_code_unpacks_to_the_same_package_and_is_reproducible(tmp_path):
 ])
 def test_unsafe_code_archives_are_refused_and_nothing_is_written(tmp_path, entries, needle):
     with pytest.raises(ConfigError, match=needle):
-        unpack_code(_zip(entries), tmp_path / "code")
-    assert not (tmp_path / "code").exists() and not (tmp_path / "evil.py").exists()
+        store_code(ArtifactStore(str(tmp_path / "store")), _zip(entries))
+    assert not (tmp_path / "store").exists()
 
 
 def test_not_a_zip_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not a zip"):
-        unpack_code(b"hello", tmp_path)
+        store_code(ArtifactStore(str(tmp_path)), b"hello")

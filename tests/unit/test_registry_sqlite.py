@@ -1,48 +1,51 @@
-"""SqlRegistry: the registry conformance suite, plus what only a SQLite file can show."""
+"""SqliteRegistry: the registry conformance suite, plus what only a SQLite file can show."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
-import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from conformance.registry_suite import RegistryConformance, make_run, make_spec, register
+import streamtune.registry as registry_pkg
+from conformance.registry_suite import RegistryConformance, SharedRegistryConformance, make_run, make_spec, register
 from streamtune.errors import RegistryError
 from streamtune.registry import (
-    Registry,
     RunRecord,
     RunStatus,
-    SqlRegistry,
+    SqliteRegistry,
     open_registry,
     run_id_for,
     verify_manifest,
     write_manifest,
 )
-from streamtune.registry.sql import SCHEMA_VERSION, parse_sqlite_url
+from streamtune.registry.dialect import Tx
+from streamtune.registry.sqlite import SCHEMA_VERSION, parse_sqlite_url
 
 
 def url_for(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-class TestSqlRegistryConformance(RegistryConformance):
+class TestSqliteRegistryConformance(RegistryConformance):
     @pytest.fixture
     def registry(self, tmp_path: Path):
-        with SqlRegistry(url_for(tmp_path / "registry.db")) as reg:
+        with SqliteRegistry(url_for(tmp_path / "registry.db")) as reg:
             yield reg
 
 
-class TestInMemorySqlRegistryConformance(RegistryConformance):
+class TestInMemorySqliteRegistryConformance(RegistryConformance):
     @pytest.fixture
     def registry(self):
         with open_registry("sqlite:///:memory:") as reg:
             yield reg
+
+
+class TestSqliteFileSharedByConnections(SharedRegistryConformance):
+    @pytest.fixture
+    def registry_url(self, tmp_path: Path) -> str:
+        return url_for(tmp_path / "registry.db")
 
 
 # -- records -----------------------------------------------------------------------------------------
@@ -108,11 +111,19 @@ def test_relative_url_suggests_the_absolute_one(tmp_path: Path, monkeypatch: pyt
     assert info.value.fix == f"use sqlite:///{tmp_path.resolve() / 'reg.db'}"
 
 
-@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
-def test_postgres_urls_are_refused_with_a_fix(scheme: str) -> None:
-    with pytest.raises(RegistryError, match="Postgres registries are not supported yet") as info:
-        open_registry(f"{scheme}://user@host/db")
-    assert "sqlite" in info.value.fix
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg", "POSTGRESQL"])
+def test_postgres_urls_open_a_postgres_registry(scheme: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr(registry_pkg, "PostgresRegistry", lambda url, create: opened.append(url))
+    open_registry(f"{scheme}://st:secret@db.internal:5432/streamtune")
+    assert opened == [f"{scheme}://st:secret@db.internal:5432/streamtune"]
+
+
+def test_a_url_of_another_database_names_the_rule_without_its_password() -> None:
+    with pytest.raises(RegistryError) as info:
+        open_registry("mysql://st:hunter2@db/streamtune")
+    assert "hunter2" not in str(info.value) and "mysql://st:***@db/streamtune" in info.value.headline
+    assert "postgresql://" in info.value.headline
 
 
 # -- the file ----------------------------------------------------------------------------------------
@@ -120,7 +131,7 @@ def test_postgres_urls_are_refused_with_a_fix(scheme: str) -> None:
 
 def test_creates_parent_folders_wal_and_schema_version(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "registry.db"
-    SqlRegistry(url_for(path)).close()
+    SqliteRegistry(url_for(path)).close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
@@ -128,11 +139,11 @@ def test_creates_parent_folders_wal_and_schema_version(tmp_path: Path) -> None:
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "registry.db"
-    SqlRegistry(url_for(path)).close()
+    SqliteRegistry(url_for(path)).close()
     with sqlite3.connect(path) as raw:
         raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(RegistryError, match="schema version") as info:
-        SqlRegistry(url_for(path))
+        SqliteRegistry(url_for(path))
     assert "upgrade streamtune" in info.value.fix
 
 
@@ -158,7 +169,7 @@ def test_a_version_1_registry_is_migrated_in_place(tmp_path: Path) -> None:
         raw.execute("INSERT INTO runs (run_id, spec_name, dataset, status, reason, event_ids, offsets, num_rows, uris, "
                     "created_at, updated_at, timings) VALUES ('r-1', 'ctr', 'clicks', 'promoted', 'min_rows', '[]', "
                     "'{}', 5, '[]', 1.0, 1.0, '{}')")
-    with SqlRegistry(url_for(path)) as reg:
+    with SqliteRegistry(url_for(path)) as reg:
         assert reg.get_spec("ctr").spec == make_spec() and not reg.get_spec("ctr").paused
         assert reg.get_run("r-1").command_id is None and reg.get_run("r-1").status is RunStatus.PROMOTED
         assert reg.acquire_lease("controller", "a", ttl_s=5) is not None
@@ -170,50 +181,19 @@ def test_unwritable_location_is_a_registry_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(RegistryError, match="cannot open registry"):
-        SqlRegistry(url_for(blocker / "registry.db"))
-
-
-def test_two_registries_on_one_file_see_each_others_writes(tmp_path: Path) -> None:
-    url = url_for(tmp_path / "registry.db")
-    with SqlRegistry(url) as controller, SqlRegistry(url) as cli:
-        run = make_run()
-        controller.commit_window("g", {("data", 0): 10}, {"w": {"rows": 4}}, [run])
-        assert cli.get_run(run.run_id) == run
-        assert cli.load_offsets("g") == {("data", 0): 10}
-        assert cli.load_windows() == {"w": {"rows": 4}}
-        register(cli, "ctr", run.run_id)
-        cli.set_alias("ctr", "champion", 1)
-        assert controller.get_alias("ctr", "champion").run_id == run.run_id
-        controller.update_run(run.run_id, status="promoted")
-        assert cli.get_run(run.run_id).status is RunStatus.PROMOTED
-
-
-def test_another_process_sees_committed_windows(tmp_path: Path) -> None:
-    url = url_for(tmp_path / "registry.db")
-    with SqlRegistry(url) as reg:
-        run = make_run()
-        reg.commit_window("g", {("data", 0): 10}, {}, [run])
-        script = textwrap.dedent(f"""
-            from streamtune.registry import open_registry
-            with open_registry({url!r}) as reg:
-                print(reg.get_run({run.run_id!r}).num_rows, reg.load_offsets("g"))
-                reg.commit_window("g", {{("data", 0): 20}}, {{}}, [])
-        """)
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-        assert out.stdout.strip() == "100 {('data', 0): 10}"
-        assert reg.load_offsets("g") == {("data", 0): 20}
+        SqliteRegistry(url_for(blocker / "registry.db"))
 
 
 def test_commit_window_is_atomic_when_the_run_insert_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = url_for(tmp_path / "registry.db")
-    with SqlRegistry(url) as reg:
+    with SqliteRegistry(url) as reg:
         reg.commit_window("g", {("data", 0): 5}, {"w": {"rows": 1}, "old": {"rows": 9}}, [])
 
-        def fail_after_offsets_and_windows(conn: sqlite3.Connection, rows: list) -> list:
+        def fail_after_offsets_and_windows(tx: Tx, rows: list) -> list:
             # Offsets and windows have been written inside the transaction by now.
-            assert conn.execute("SELECT next_offset FROM consumer_offsets").fetchone()[0] == 10
+            assert tx.one("SELECT next_offset FROM consumer_offsets")["next_offset"] == 10
             raise sqlite3.OperationalError("disk I/O error")
 
         monkeypatch.setattr(reg, "_insert_runs", fail_after_offsets_and_windows)
@@ -225,12 +205,12 @@ def test_commit_window_is_atomic_when_the_run_insert_fails(
         assert reg.list_runs() == []
         # The connection is usable afterwards, and a fresh one sees the same state.
         assert reg.commit_window("g", {("data", 0): 10}, {}, [make_run()]) == [make_run().run_id]
-    with SqlRegistry(url) as again:
+    with SqliteRegistry(url) as again:
         assert again.load_offsets("g") == {("data", 0): 10}
 
 
 def test_unserializable_window_state_stores_nothing(tmp_path: Path) -> None:
-    with SqlRegistry(url_for(tmp_path / "registry.db")) as reg:
+    with SqliteRegistry(url_for(tmp_path / "registry.db")) as reg:
         with pytest.raises(RegistryError, match="window w"):
             reg.commit_window("g", {("data", 0): 10}, {"w": {"bad": object()}}, [make_run()])
         assert reg.load_offsets("g") == {} and reg.list_runs() == []
@@ -239,13 +219,13 @@ def test_unserializable_window_state_stores_nothing(tmp_path: Path) -> None:
 def test_reopen_after_close_keeps_everything(tmp_path: Path) -> None:
     url = url_for(tmp_path / "registry.db")
     run = make_run()
-    with SqlRegistry(url) as reg:
+    with SqliteRegistry(url) as reg:
         reg.put_spec(make_spec())
         reg.commit_window("g", {("data", 0): 10}, {"w": {"rows": 3}}, [run])
         reg.update_run(run.run_id, status="succeeded", timings={"sweep": 1.5})
         register(reg, "ctr", run.run_id)
         reg.set_alias("ctr", "champion", 1, reason="first")
-    with SqlRegistry(url) as reg:
+    with SqliteRegistry(url) as reg:
         assert reg.get_spec("ctr").spec == make_spec()
         assert reg.load_offsets("g") == {("data", 0): 10}
         assert reg.load_windows() == {"w": {"rows": 3}}
@@ -256,34 +236,9 @@ def test_reopen_after_close_keeps_everything(tmp_path: Path) -> None:
         assert register(reg, "ctr", "r-next").version == 2
 
 
-def test_concurrent_registrations_get_distinct_versions(tmp_path: Path) -> None:
-    url = url_for(tmp_path / "registry.db")
-    regs = [SqlRegistry(url) for _ in range(2)]
-    versions: list[int] = []
-    errors: list[BaseException] = []
-
-    def worker(reg: Registry, prefix: str) -> None:
-        try:
-            for i in range(15):
-                versions.append(register(reg, "ctr", f"{prefix}-{i}").version)
-        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(reg, f"r{n}")) for n, reg in enumerate(regs)]
-    threads += [threading.Thread(target=worker, args=(regs[0], "shared"))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for reg in regs:
-        reg.close()
-    assert errors == []
-    assert sorted(versions) == list(range(1, 46))
-
-
 def test_numpy_values_are_stored_as_plain_json(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
-    with SqlRegistry(url_for(tmp_path / "registry.db")) as reg:
+    with SqliteRegistry(url_for(tmp_path / "registry.db")) as reg:
         mv = register(reg, params={"lr": np.float64(0.25), "depth": np.int64(6)}, metrics={"p": np.arange(2)})
         stored = reg.get_model("ctr", mv.version)
         assert stored.params == {"lr": 0.25, "depth": 6}

@@ -7,9 +7,10 @@ import pathlib
 
 import pytest
 
+from streamtune.artifacts import ArtifactStore
 from streamtune.config import load_jobspec
 from streamtune.controller.runs import RunAdvancer
-from streamtune.registry import SqlRegistry
+from streamtune.registry import SqliteRegistry
 from streamtune.registry.records import RunRecord, RunStatus
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -44,11 +45,12 @@ class NoServing:
 
 def _setup(tmp_path, policy):
     spec = load_jobspec(ROOT / "configs" / "demo.yaml")
-    spec = spec.model_copy(update={"trigger": spec.trigger.model_copy(update={"on_running": policy})})
-    reg = SqlRegistry(f"sqlite:///{tmp_path}/r.db")
+    spec = spec.model_copy(update={"trigger": spec.trigger.model_copy(update={"on_running": policy}),
+                                   "job": spec.job.model_copy(update={"code_uri": "/store/code/0123.zip"})})
+    reg = SqliteRegistry(f"sqlite:///{tmp_path}/r.db")
     record = reg.put_spec(spec)
     jobs = ScriptedJobs()
-    adv = RunAdvancer(reg, jobs, NoServing(), str(tmp_path / "artifacts"))
+    adv = RunAdvancer(reg, jobs, NoServing(), ArtifactStore(str(tmp_path / "artifacts")))
     return record, reg, jobs, adv
 
 

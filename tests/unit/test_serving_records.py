@@ -140,7 +140,7 @@ def test_hub_caches_one_service_per_spec_and_passes_its_fence_without_touching_r
     spec = JobSpec.model_validate({
         "name": "sales",
         "dataset": {"name": "d", "label": "y"},
-        "job": {"entrypoint": "jobs.x:Job", "code": "/code"},
+        "job": {"entrypoint": "jobs.x:Job", "code": "/code", "code_uri": "/store/code/0123.zip"},
         "sweep": {"metric": "rmse", "mode": "min", "space": {"lr": {"type": "uniform", "low": 0.1, "high": 0.2}}},
         "serve": {"app": "sales", "replicas": 1},
     })
@@ -281,7 +281,7 @@ def test_hub_keeps_its_policy_for_every_service_before_it_needs_ray() -> None:
     spec = JobSpec.model_validate({
         "name": "sales",
         "dataset": {"name": "d", "label": "y"},
-        "job": {"entrypoint": "jobs.x:Job", "code": "/code"},
+        "job": {"entrypoint": "jobs.x:Job", "code": "/code", "code_uri": "/store/code/0123.zip"},
         "sweep": {"metric": "rmse", "mode": "min", "space": {"lr": {"type": "uniform", "low": 0.1, "high": 0.2}}},
         "serve": {"app": "sales", "replicas": 1},
     })

@@ -2,12 +2,13 @@
 
 import pytest
 
+from streamtune.artifacts import ArtifactStore
 from streamtune.config import JobSpec
 from streamtune.controller.ingest import Ingestor
 from streamtune.errors import RegistryError
 from streamtune.events.schema import DataArrival
 from streamtune.events.source import EventRecord, EventSource
-from streamtune.registry import SqlRegistry
+from streamtune.registry import SqliteRegistry
 from streamtune.triggers import WindowTrigger
 
 
@@ -92,13 +93,13 @@ def _rec(offset, event):
 def test_ingest_stores_offsets_window_and_run_together_and_resumes(tmp_path):
     spec = _spec(min_rows=100)
     specs = {"demo": spec}
-    reg = SqlRegistry(f"sqlite:///{tmp_path}/r.db")
-    ing = Ingestor(reg, "g", tmp_path / "inline")
+    reg = SqliteRegistry(f"sqlite:///{tmp_path}/r.db")
+    ing = Ingestor(reg, "g", ArtifactStore(str(tmp_path)))
     assert ing.step(ScriptedSource([_rec(0, _ev(60, "a"))]), specs) == []
     assert reg.load_offsets("g") == {("t", 0): 1}
     assert reg.load_windows()["demo"]["events"][0]["event_id"] == "a"
     # a crash here, then a restart: the new ingestor resumes the window and drops the replayed record
-    ing2 = Ingestor(reg, "g", tmp_path / "inline")
+    ing2 = Ingestor(reg, "g", ArtifactStore(str(tmp_path)))
     bad = EventRecord(topic="t", partition=0, offset=2, event=None, error="not JSON", raw=b"x")
     inserted = ing2.step(ScriptedSource([_rec(0, _ev(60, "a")), _rec(1, _ev(50, "b")), bad]), specs)
     assert len(inserted) == 1
@@ -107,7 +108,7 @@ def test_ingest_stores_offsets_window_and_run_together_and_resumes(tmp_path):
     assert reg.load_offsets("g") == {("t", 0): 3} and reg.load_windows() == {}
     assert ing2.bad_events == 1
     # an ingestor that forgot the stored offsets and replays the window cannot move them back, nor add a run
-    ing3 = Ingestor(reg, "g", tmp_path / "inline")
+    ing3 = Ingestor(reg, "g", ArtifactStore(str(tmp_path)))
     ing3.offsets = {}
     with pytest.raises(RegistryError, match="only move forward"):
         ing3.step(ScriptedSource([_rec(0, _ev(60, "a")), _rec(1, _ev(50, "b"))]), specs)
@@ -116,8 +117,8 @@ def test_ingest_stores_offsets_window_and_run_together_and_resumes(tmp_path):
 
 def test_inline_rows_become_a_parquet_file(tmp_path):
     spec = _spec(min_rows=2)
-    reg = SqlRegistry(f"sqlite:///{tmp_path}/r.db")
-    ing = Ingestor(reg, "g", tmp_path / "inline")
+    reg = SqliteRegistry(f"sqlite:///{tmp_path}/r.db")
+    ing = Ingestor(reg, "g", ArtifactStore(str(tmp_path)))
     ev = DataArrival(dataset="sales", rows=[{"x": 1.0, "y": 2.0}, {"x": 2.0, "y": 4.0}], num_rows=2)
     [run_id] = ing.step(ScriptedSource([_rec(0, ev)]), {"demo": spec})
     [uri] = reg.get_run(run_id).uris
@@ -128,7 +129,7 @@ def test_inline_rows_become_a_parquet_file(tmp_path):
 
 def test_events_for_other_datasets_are_ignored(tmp_path):
     spec = _spec(min_rows=1)
-    reg = SqlRegistry(f"sqlite:///{tmp_path}/r.db")
-    ing = Ingestor(reg, "g", tmp_path / "inline")
+    reg = SqliteRegistry(f"sqlite:///{tmp_path}/r.db")
+    ing = Ingestor(reg, "g", ArtifactStore(str(tmp_path)))
     assert ing.step(ScriptedSource([_rec(0, _ev(5, dataset="other"))]), {"demo": spec}) == []
     assert reg.load_offsets("g") == {("t", 0): 1}

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
@@ -23,8 +22,9 @@ from streamtune.api import errors
 from streamtune.api.auth import hash_token
 from streamtune.api.limits import BodyLimit
 from streamtune.api.schemas import CodeStored, CommandRequest, Health, PredictRequest, PublishRequest
+from streamtune.artifacts.code import store_code
+from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.settings import Settings
-from streamtune.control.code import unpack_code
 from streamtune.control.local import LocalControlPlane
 from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
 from streamtune.errors import ConfigError
@@ -151,6 +151,8 @@ def _reads(app: FastAPI, control: LocalControlPlane, v1: dict[str, Any]) -> None
 
 
 def _changes(app: FastAPI, control: LocalControlPlane, settings: Settings, caller: Callable[..., str]) -> None:
+    store = ArtifactStore.from_settings(settings)
+
     @app.post("/v1/commands", response_model=CommandRecord, status_code=201, tags=["commands"])
     def append(body: CommandRequest, actor: str = Depends(caller)) -> CommandRecord:
         """Append a command for the active controller; poll it with GET /v1/commands/{id}."""
@@ -179,6 +181,5 @@ def _changes(app: FastAPI, control: LocalControlPlane, settings: Settings, calle
               openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                   "schema": {"type": "string", "format": "binary"}}}}})
     async def upload_code(request: Request) -> CodeStored:
-        """Store a zipped job package sent with a spec; answers the folder to use as job.code."""
-        folder = unpack_code(await request.body(), Path(settings.artifact_root) / "code")
-        return CodeStored(code=str(folder))
+        """Store a job package (a zip with one top-level package folder) sent with a spec; answers its URI."""
+        return CodeStored(code_uri=store_code(store, await request.body()))

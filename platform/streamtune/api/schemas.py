@@ -38,9 +38,9 @@ class PredictRequest(_Body):
 
 
 class CodeStored(_Body):
-    """Where uploaded job code was unpacked on the platform."""
+    """Where uploaded job code is kept in the platform's artifact store."""
 
-    code: str = Field(description="Folder of the package; use it as the spec's job.code.")
+    code_uri: str = Field(description="URI of the stored package; use it as the spec's job.code_uri.")
 
 
 class Health(_Body):

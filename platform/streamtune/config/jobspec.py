@@ -80,6 +80,11 @@ class JobEntry(_Spec):
         "py_modules. Relative paths resolve against the JobSpec's base folder.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Fixed params merged under each trial's.")
+    code_uri: str | None = Field(
+        None,
+        description="The job package's zip in the artifact store, set when the spec is submitted; the cluster "
+        "gets the code from here (runtime_env py_modules), never from `code`.",
+    )
 
 
 class ParamSpec(_Spec):

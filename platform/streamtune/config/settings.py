@@ -40,8 +40,16 @@ class Settings(BaseModel):
     ray_port: int = Field(6389, ge=1024, le=65535, description="GCS port of the local Ray head.")
     dashboard_port: int = Field(8265, ge=1024, le=65535, description="Ray dashboard / Jobs API port.")
     serve_port: int = Field(8000, ge=1024, le=65535, description="HTTP port of Ray Serve's proxy.")
-    registry_url: str = Field("", description="sqlite:///path (default: <home>/registry.db).")
-    artifact_root: str = Field("", description="Where model artifacts are written (default: <home>/artifacts).")
+    registry_url: str = Field(
+        "", description="sqlite:////abs/path or postgresql://user:password@host/db (default: <home>/registry.db)."
+    )
+    artifact_root: str = Field(
+        "", description="Artifact store: a folder or an s3:// (gs://) URI for requests, results, models, inline "
+        "event files and job code (default: <home>/artifacts)."
+    )
+    s3_endpoint: str | None = Field(
+        None, description="Endpoint of an S3-compatible store, e.g. http://minio:9000; exported as AWS_ENDPOINT_URL."
+    )
     events_topic: str = Field("streamtune.data", description="Default topic for data-arrival events.")
     dead_letter_topic: str = Field(
         "streamtune.data.dlq", description="Topic that bad events are copied to, with the reason in a header."

@@ -18,9 +18,9 @@ import requests
 from pydantic import TypeAdapter
 
 from streamtune import errors
+from streamtune.artifacts.code import pack_code
 from streamtune.config.jobspec import JobSpec
 from streamtune.control.base import ControlPlane
-from streamtune.control.code import pack_code
 from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
 from streamtune.events.schema import DataArrival
 from streamtune.registry.commands import Command, CommandRecord
@@ -128,10 +128,12 @@ class HttpControlPlane(ControlPlane):
         return CommandRecord.model_validate(self._call("POST", "/v1/commands", json=body, headers=headers))
 
     def ship_code(self, spec: JobSpec) -> JobSpec:
-        """Upload the spec's job package; the platform stores it and runs the spec from that copy."""
+        """Upload the spec's job package to the platform's artifact store; the spec then names it by URI."""
+        if spec.job.code_uri is not None:
+            return spec
         stored = self._call("POST", "/v1/code", data=pack_code(spec.code_dir()),
                             headers={"content-type": "application/octet-stream"})
-        return spec.model_copy(update={"job": spec.job.model_copy(update={"code": stored["code"]})})
+        return spec.model_copy(update={"job": spec.job.model_copy(update={"code_uri": stored["code_uri"]})})
 
     # -- data plane ----------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
 from streamtune.registry.commands import Command, CommandRecord, CommandStatus
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.registry.urls import mask_url
 
 _ACTIVE: list[RunStatus | str] = [RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.SUCCEEDED]
 
@@ -85,7 +86,7 @@ class LocalControlPlane(ControlPlane):
         )
         pending = self.registry.list_commands([CommandStatus.PENDING, CommandStatus.RUNNING], limit=10_000)
         return ControlStatus(controller=controller, specs=[self._spec_status(r) for r in self.specs()],
-                             pending_commands=len(pending), registry=self.settings.registry_url)
+                             pending_commands=len(pending), registry=mask_url(self.settings.registry_url))
 
     def _spec_status(self, record: SpecRecord) -> SpecStatus:
         spec = record.spec

@@ -21,6 +21,9 @@ import hashlib
 import logging
 from typing import Any
 
+from streamtune.artifacts.code import pack_code, store_code
+from streamtune.artifacts.store import ArtifactStore
+from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.errors import CommandFailed, FencedError, StreamtuneError
 from streamtune.faults import kill_point
@@ -53,11 +56,13 @@ class CommandExecutor:
         holder: This controller's lease holder id, recorded with each command.
     """
 
-    def __init__(self, registry: Registry, jobs: Jobs | Any, services: Serving | Any, holder: str) -> None:
+    def __init__(self, registry: Registry, jobs: Jobs | Any, services: Serving | Any, holder: str,
+                 store: ArtifactStore | None = None) -> None:
         self.registry = registry
         self.jobs = jobs
         self.services = services
         self.holder = holder
+        self.store = store
 
     def step(self, limit: int = 20) -> list[CommandRecord]:
         """Run up to ``limit`` pending (or interrupted) commands, oldest first; return them as finished."""
@@ -100,17 +105,30 @@ class CommandExecutor:
     # -- specs -------------------------------------------------------------------------------------
 
     def _submit(self, command: SubmitSpec) -> CommandOutcome:
-        spec = command.spec
-        if not spec.code_dir().is_dir():
-            raise CommandFailed(
-                f'Got "{spec.job.code}" for job.code of spec {spec.name}; no such folder at {spec.code_dir()}',
-                fix="point job.code at the package that holds the entrypoint",
-            )
+        spec = self._with_stored_code(command.spec)
         before = self.registry.get_spec(spec.name)
         self.registry.put_spec(spec)
         verb = "stored" if before is None else ("unchanged" if before.spec == spec else "replaced")
         return CommandOutcome(message=f"spec {spec.name} {verb}: watching topic {spec.trigger.topic} "
                                       f"for dataset {spec.dataset.name}")
+
+    def _with_stored_code(self, spec: JobSpec) -> JobSpec:
+        """The spec with ``job.code_uri`` pointing at its code in the store: stored now if it came as a folder."""
+        if self.store is None:
+            raise CommandFailed("this controller has no artifact store to keep job code in")
+        uri = spec.job.code_uri
+        if uri is not None:
+            if not self.store.exists(uri):
+                raise CommandFailed(f'Got "{uri}" for job.code_uri of spec {spec.name}; nothing is stored there',
+                                    fix="submit the spec again so its code is uploaded")
+            return spec
+        if not spec.code_dir().is_dir():
+            raise CommandFailed(
+                f'Got "{spec.job.code}" for job.code of spec {spec.name}; no such folder at {spec.code_dir()}',
+                fix="point job.code at the package that holds the entrypoint",
+            )
+        uri = store_code(self.store, pack_code(spec.code_dir()))
+        return spec.model_copy(update={"job": spec.job.model_copy(update={"code_uri": uri})})
 
     def _spec(self, name: str) -> SpecRecord:
         record = self.registry.get_spec(name)

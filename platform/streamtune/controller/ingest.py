@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from streamtune.artifacts.store import ArtifactStore, filesystem
 from streamtune.config.jobspec import JobSpec
 from streamtune.events.source import EventRecord, EventSource
 from streamtune.faults import kill_point
@@ -29,14 +29,15 @@ class Ingestor:
 
     Example:
         >>> from streamtune.registry import open_registry
-        >>> ing = Ingestor(open_registry("sqlite:///:memory:"), "streamtune-controller", "/tmp/inline")
+        >>> from streamtune.artifacts import ArtifactStore
+        >>> ing = Ingestor(open_registry("sqlite:///:memory:"), "streamtune-controller", ArtifactStore("/tmp/st"))
         >>> ing.offsets, ing.events_seen
         ({}, 0)
     """
 
-    def __init__(self, registry: Registry, group: str, inline_dir: str | Path) -> None:
+    def __init__(self, registry: Registry, group: str, store: ArtifactStore) -> None:
         self.registry = registry
-        self.inline_dir = Path(inline_dir)
+        self.store = store
         self.group = group
         self.offsets: Offsets = registry.load_offsets(group)
         self.trigger = WindowTrigger(registry.load_windows())
@@ -58,7 +59,7 @@ class Ingestor:
         windows = self.trigger.take_state()
         if not changed and not closed and not windows:
             return []
-        runs = [_run_from(win, reason, now, self.inline_dir) for win, reason in closed]
+        runs = [_run_from(win, reason, now, self.store) for win, reason in closed]
         kill_point("ingest.before_commit")
         inserted = self.registry.commit_window(self.group, changed, windows, runs)
         kill_point("ingest.after_commit")
@@ -79,16 +80,17 @@ class Ingestor:
                                  now=now)
 
 
-def _run_from(win: Window, reason: str, now: float, inline_dir: Path) -> RunRecord:
+def _run_from(win: Window, reason: str, now: float, store: ArtifactStore) -> RunRecord:
     offsets = win.offsets()
     run_id = run_id_for(win.dataset, offsets, spec_name=win.spec_name)
     uris = sorted({u for e in win.events for u in e.uris})
     rows = [row for e in win.events for row in e.rows]
-    if rows:  # inline rows become a Parquet file, so a run is fully described by its URIs
-        inline_dir.mkdir(parents=True, exist_ok=True)
-        path = inline_dir / f"{run_id}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        uris.append(str(path))
+    if rows:  # inline rows become a Parquet file in the store, so a run is fully described by its URIs
+        uri = store.join("inline", f"{run_id}.parquet")
+        fs, path = filesystem(uri)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        pq.write_table(pa.Table.from_pylist(rows), path, filesystem=fs)
+        uris.append(uri)
     return RunRecord(
         run_id=run_id,
         spec_name=win.spec_name, dataset=win.dataset, reason=reason,

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.settings import Settings
 from streamtune.controller.commands import CommandExecutor
 from streamtune.controller.ingest import Ingestor
@@ -73,8 +74,9 @@ class Controller:
         self.services = services or _serving_for(settings)
         self.jobs = jobs or _jobs_for(settings)
         self.keeper = LeaseKeeper(self.registry, self.holder, settings.lease_ttl)
-        self.advancer = RunAdvancer(self.registry, self.jobs, self.services, settings.artifact_root)
-        self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder)
+        self.store = ArtifactStore.from_settings(settings)
+        self.advancer = RunAdvancer(self.registry, self.jobs, self.services, self.store)
+        self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder, self.store)
         self.reconciler = ServingReconciler(self.registry, self.services)
         self.ingestor: Ingestor | None = None
         self.source: EventSource | None = None
@@ -109,8 +111,7 @@ class Controller:
         self.registry.fence(lease)
         self.services.fence = lease.token
         self._apply_policy()  # before the first reconcile: a recreated board must come up closed
-        self.ingestor = Ingestor(self.registry, self.settings.consumer_group,
-                                 inline_dir=f"{self.settings.artifact_root}/inline")
+        self.ingestor = Ingestor(self.registry, self.settings.consumer_group, self.store)
         self._topics, self._next_reconcile = (), 0.0
         self._active.set()
         log.info("controller %s is active (lease token %d)", self.holder, lease.token)

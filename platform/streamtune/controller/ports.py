@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 from streamtune.config.jobspec import JobSpec, RolloutSpec
@@ -16,8 +15,8 @@ from streamtune.serving.records import AccessPolicy, EnsureResult, ModelRef, Swa
 class Jobs(Protocol):
     """Runs sweeps as jobs on the cluster, one per run, keyed by run id."""
 
-    def submit(self, run_id: str, request_path: str | Path, code_dir: str | Path) -> bool:
-        """Submit the run's sweep; False if a job with this id exists already."""
+    def submit(self, run_id: str, request_uri: str, code_uri: str) -> bool:
+        """Submit the run's sweep (request and job code by URI); False if a job with this id exists already."""
 
     def status(self, run_id: str) -> str | None:
         """The job's status name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), or None if unknown."""

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
+from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
-from streamtune.errors import FencedError, StreamtuneError
+from streamtune.errors import ConfigError, FencedError, StreamtuneError
 from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
 from streamtune.registry.records import RunRecord, RunStatus, SpecRecord
 from streamtune.serving.records import ModelRef
-from streamtune.sweeps.driver import RESULT
+from streamtune.sweeps.driver import result_uri
 from streamtune.sweeps.schema import ChampionRef, SweepRequest, SweepResult
 from streamtune.validation.gate import GateEvidence, MetricGate
 
@@ -30,11 +30,11 @@ class RunAdvancer:
     spec's active run goes on; no pending run of it starts.
     """
 
-    def __init__(self, registry: Registry, jobs: Jobs, services: Serving, artifact_root: str) -> None:
+    def __init__(self, registry: Registry, jobs: Jobs, services: Serving, store: ArtifactStore) -> None:
         self.registry = registry
         self.jobs = jobs
         self.services = services
-        self.artifact_root = Path(artifact_root)
+        self.store = store
 
     def step(self, specs: dict[str, SpecRecord]) -> None:
         """Advance the active run of each spec, or start its oldest pending one (per trigger.on_running)."""
@@ -73,21 +73,22 @@ class RunAdvancer:
                          error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
         return [], [newest, *manual]
 
-    def out_dir(self, run: RunRecord) -> Path:
-        """Folder of the run's request, Tune state, trial artifacts and result."""
-        return self.artifact_root / run.spec_name / run.run_id
+    def out_uri(self, run: RunRecord) -> str:
+        """Artifact-store URI of the run's request, Tune state, trial models and result."""
+        return self.store.join(run.spec_name, run.run_id)
 
     def _submit(self, spec: JobSpec, run: RunRecord) -> None:
+        if spec.job.code_uri is None:
+            raise ConfigError(f"spec {spec.name} has no job.code_uri; submit it again so its code is stored")
         champ = self.registry.get_alias(spec.name, "champion")
-        out = self.out_dir(run)
-        out.mkdir(parents=True, exist_ok=True)
+        out = self.out_uri(run)
         req = SweepRequest(
             run_id=run.run_id, spec=spec.model_dump(mode="json"), uris=run.uris, event_ids=run.event_ids,
-            trusted_roots=[str(self.artifact_root)], out_dir=str(out),
+            trusted_roots=[self.store.root], out_uri=out,
             champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri) if champ else None,
         )
-        (out / "request.json").write_text(req.model_dump_json(indent=2))
-        self.jobs.submit(run.run_id, out / "request.json", spec.code_dir())
+        request_uri = self.store.put_text(f"{out}/request.json", req.model_dump_json(indent=2))
+        self.jobs.submit(run.run_id, request_uri, spec.job.code_uri)
         kill_point("runs.after_submit")
         self._update(run, status=RunStatus.SUBMITTED, timings={"submitted_at": time.time()})
         log.info("run %s submitted as a Ray Job", run.run_id)
@@ -108,11 +109,11 @@ class RunAdvancer:
             self._gate(spec, run)
 
     def _gate(self, spec: JobSpec, run: RunRecord) -> None:
-        path = self.out_dir(run) / RESULT
-        if not path.is_file():
-            self._update(run, status=RunStatus.FAILED, error=f"sweep job succeeded but wrote no {path}")
+        uri = result_uri(self.out_uri(run))
+        if not self.store.exists(uri):
+            self._update(run, status=RunStatus.FAILED, error=f"sweep job succeeded but wrote no {uri}")
             return
-        result = SweepResult.model_validate_json(path.read_text())
+        result = SweepResult.model_validate_json(self.store.get_text(uri))
         started = run.timings.get("submitted_at", run.created_at)
         evidence = GateEvidence(
             metric=result.holdout.metric, mode=spec.sweep.mode, challenger=result.holdout.challenger,
@@ -136,7 +137,7 @@ class RunAdvancer:
         mv = self.registry.register_model(
             spec.name, run.run_id, str(result.best.artifact_uri), result.best.params,
             {"holdout_" + result.holdout.metric: result.holdout.challenger, **_numbers(result.best.metrics)},
-            _lineage(run, result),
+            _lineage(run, result, spec),
         )
         self.registry.set_alias(spec.name, "challenger", mv.version, reason=f"run {run.run_id} passed the gate")
         t_reg = time.perf_counter() - t0
@@ -171,9 +172,10 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
             if k not in _TUNE_AUTOFILLED and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _lineage(run: RunRecord, result: SweepResult) -> dict[str, Any]:
+def _lineage(run: RunRecord, result: SweepResult, spec: JobSpec) -> dict[str, Any]:
     return {
         "run_id": run.run_id, "event_ids": run.event_ids, "offsets": run.offsets, "uris": run.uris,
         "snapshot_fingerprint": result.snapshot.get("fingerprint"), "snapshot_rows": result.snapshot.get("num_rows"),
         "trial_id": result.best.trial_id, "trials": len(result.trials), "trigger_reason": run.reason,
+        "code_uri": spec.job.code_uri, "command_id": run.command_id,
     }

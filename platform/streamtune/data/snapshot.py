@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from streamtune.artifacts.store import group_by_filesystem
 from streamtune.config.jobspec import DatasetSpec
 from streamtune.errors import DataError
 
@@ -54,11 +55,11 @@ class Snapshot:
         uris = sorted(set(uris))
         _check_roots(spec, [u for u in uris if not any(u.startswith(r) for r in trusted_roots)])
         tables = []
-        if uris:
-            try:
-                tables.append(pads.dataset(uris, format="parquet").to_table())
-            except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"cannot read the snapshot's files for dataset {spec.name}: {exc}") from None
+        try:
+            for fs, paths in group_by_filesystem(uris):  # a list of URIs is read with its own filesystem
+                tables.append(pads.dataset(paths, format="parquet", filesystem=fs).to_table())
+        except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"cannot read the snapshot's files for dataset {spec.name}: {exc}") from None
         rows = list(rows)
         if rows:
             tables.append(pa.Table.from_pylist(rows))

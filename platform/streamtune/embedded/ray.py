@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 from streamtune.config.settings import Settings
@@ -46,7 +47,13 @@ class LocalRay:
         return self.settings.jobs_url
 
     def start(self) -> None:
-        """Start (or connect to) Ray, then start Serve's HTTP proxy. Idempotent."""
+        """Start (or connect to) Ray, then start Serve's HTTP proxy. Idempotent.
+
+        A cluster started here runs Ray Jobs with this interpreter as ``python``: its folder goes first on the
+        PATH the cluster inherits (sweep jobs call ``python`` as a cluster has it, never a path of ours).
+        """
+        if self.settings.ray_address is None:
+            _interpreter_first_on_path()
         if self.settings.ray_address is None and self.detached:
             self._start_head()
         if self.settings.ray_address is None and not self.detached:
@@ -117,3 +124,10 @@ def _ensure_token(path: Path) -> Path:
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
     return path
+
+
+def _interpreter_first_on_path() -> None:
+    here = os.path.dirname(sys.executable)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if parts[0] != here:
+        os.environ["PATH"] = os.pathsep.join([here, *[p for p in parts if p != here]])

@@ -1,6 +1,8 @@
 """The registry: runs, Kafka offsets and window state, model versions, aliases and their history.
 
-Open one with :func:`open_registry`; the URL picks the implementation.
+Open one with :func:`open_registry`; the URL picks the implementation: ``sqlite:///...`` a
+:class:`SqliteRegistry`, ``postgresql://...`` a :class:`PostgresRegistry`. Both run the same queries
+(:class:`~streamtune.registry.sql.SqlStore`) through a small :mod:`~streamtune.registry.dialect`.
 
 Example:
     >>> from streamtune.registry import open_registry
@@ -15,6 +17,7 @@ from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
 from streamtune.registry.commands import CommandOutcome, CommandRecord, CommandStatus
 from streamtune.registry.manifest import verify_manifest, write_manifest
+from streamtune.registry.postgres import PostgresRegistry
 from streamtune.registry.records import (
     TERMINAL_STATUSES,
     AliasEvent,
@@ -27,7 +30,10 @@ from streamtune.registry.records import (
     SpecRecord,
     run_id_for,
 )
-from streamtune.registry.sql import SqlRegistry
+from streamtune.registry.sqlite import SqliteRegistry
+from streamtune.registry.urls import URL_RULE, mask_url, registry_kind
+
+"""The old name of :class:`SqliteRegistry`, kept while callers move to the new one."""
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -39,11 +45,12 @@ __all__ = [
     "Lease",
     "ModelVersion",
     "OffsetReset",
+    "PostgresRegistry",
     "Registry",
     "RunRecord",
     "RunStatus",
     "SpecRecord",
-    "SqlRegistry",
+    "SqliteRegistry",
     "open_registry",
     "run_id_for",
     "verify_manifest",
@@ -55,21 +62,30 @@ def open_registry(url: str, *, create: bool = True) -> Registry:
     """Open the registry at ``url``.
 
     Args:
-        url: ``sqlite:///<absolute path>`` (parent folders are created) or ``sqlite:///:memory:``.
-            ``postgres://`` and ``postgresql://`` URLs are recognised but not supported yet.
+        url: ``sqlite:///<absolute path>`` (parent folders are created) or ``sqlite:///:memory:`` for a
+            :class:`SqliteRegistry`; ``postgresql://user:password@host:port/database`` (or ``postgres://``,
+            ``postgresql+psycopg://``) for a :class:`PostgresRegistry` (needs ``streamtune[postgres]``).
         create: With False, a registry that does not exist yet is an error instead of a new empty one.
 
     Raises:
-        RegistryError: the URL is invalid or unsupported (naming the value and the rule), or the
-            database cannot be opened.
+        RegistryError: the URL is invalid or unsupported (naming the value, its password masked, and the
+            rule), or the database cannot be opened or reached.
 
     Example:
         >>> open_registry("sqlite:///:memory:").list_models()
         []
+        >>> type(open_registry("sqlite:///:memory:")).__name__
+        'SqliteRegistry'
     """
     if not isinstance(url, str) or not url.strip():
         raise RegistryError(
-            f'Got "{url}" for registry_url; must be a URL like sqlite:////abs/path/registry.db',
+            f'Got "{url}" for registry_url; must be a URL like sqlite:////abs/path/registry.db or '
+            "postgresql://user:password@host:5432/database",
             fix="set STREAMTUNE_REGISTRY_URL, or leave it unset for <home>/registry.db",
         )
-    return SqlRegistry(url.strip(), create=create)
+    url = url.strip()
+    if registry_kind(url) == "postgres":
+        return PostgresRegistry(url, create=create)
+    if "://" in url and not url.startswith("sqlite:"):
+        raise RegistryError(f'Got "{mask_url(url)}" for registry_url; {URL_RULE}')
+    return SqliteRegistry(url, create=create)

@@ -1,24 +1,24 @@
-"""SQLite implementation of :class:`~streamtune.registry.base.Registry` on the stdlib ``sqlite3``.
+"""The registry's queries, written once for every SQL database (:class:`SqlStore`).
 
-The SDK, the CLI and the controller (a thread or another process) share one database file. The file runs
-in WAL mode so readers never block the writer, and every write opens ``BEGIN IMMEDIATE``, so two
-processes serialize on the file lock (waiting up to 10 s) instead of failing on a stale read. In a
-process, one connection is shared between threads behind a lock. Plumbing, fencing and migrations live in
-``sql_base.py``; commands, the lease and offset resets in ``sql_control.py``.
+:class:`~streamtune.registry.sqlite.SqliteRegistry` and :class:`~streamtune.registry.postgres.PostgresRegistry`
+are this class with a connection and a :mod:`~streamtune.registry.dialect`. Plumbing, fencing and migrations
+live in ``sql_base.py``; commands, the lease, offset resets and tokens in ``sql_control.py``.
+
+Where SQLite serializes every write transaction on the file lock (``BEGIN IMMEDIATE``), Postgres runs them
+side by side, so each write here locks what it reads before it writes (``tx.for_update``, ``tx.lock``):
+``update_run`` its run's row, ``register_model`` the model name (two registrations never compute the same next
+version), ``commit_window`` and ``reset_offsets`` the consumer group (offsets only move forward), aliases
+the alias (each event records the true previous version).
 
 Example:
-    >>> import tempfile
-    >>> from streamtune.registry.commands import RunNow
-    >>> url = f"sqlite:///{tempfile.mkdtemp()}/sub/registry.db"
-    >>> with SqlRegistry(url) as reg:
-    ...     _ = reg.append_command(RunNow(spec="ctr"), actor="ana")
-    >>> [c.command.describe() for c in SqlRegistry(url).list_commands()]
-    ['run ctr now']
+    >>> from streamtune.registry import open_registry
+    >>> with open_registry("sqlite:///:memory:") as reg:
+    ...     isinstance(reg, SqlStore), reg.register_model("ctr", "r-1", "file:///a", {}, {}, {}).version
+    (True, 1)
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
@@ -27,11 +27,12 @@ from pydantic import ValidationError
 from streamtune.config.jobspec import JobSpec
 from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
+from streamtune.registry.dialect import Row, Tx, insert_sql, upsert_sql
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
-from streamtune.registry.sql_control import SqlControl
-from streamtune.registry.sqlite_schema import SCHEMA_VERSION, _dumps, _loads, parse_sqlite_url
+from streamtune.registry.schema import _dumps, _loads
+from streamtune.registry.sql_control import _OFFSET_UPSERT, SqlControl
 
-__all__ = ["SCHEMA_VERSION", "SqlRegistry", "parse_sqlite_url"]
+__all__ = ["SqlStore"]
 
 _RUN_COLUMNS = tuple(RunRecord.model_fields)
 _JSON_RUN_COLUMNS = frozenset({"event_ids", "offsets", "uris", "sweep", "gate", "timings"})
@@ -41,6 +42,12 @@ _MODEL_BY_RUN = "SELECT * FROM models WHERE name = ? AND run_id = ?"
 _MODEL_BY_VERSION = "SELECT * FROM models WHERE name = ? AND version = ?"
 _ALIAS_VERSION = "SELECT version FROM aliases WHERE name = ? AND alias = ?"
 _SPEC = "SELECT * FROM specs WHERE name = ?"
+_SPEC_UPSERT = upsert_sql("specs", ("name", "spec", "updated_at"), key=("name",))  # paused stays as it was
+_RUN_INSERT = insert_sql("runs", _RUN_COLUMNS, ignore=("run_id",))
+_OFFSETS = "SELECT topic, part, next_offset FROM consumer_offsets WHERE grp = ?"
+_WINDOW_UPSERT = upsert_sql("windows", ("key", "state", "updated_at"), key=("key",))
+_ALIAS_UPSERT = upsert_sql("aliases", ("name", "alias", "version", "updated_at"), key=("name", "alias"))
+_ALIAS_EVENT = insert_sql("alias_events", ("name", "alias", "version", "previous", "reason", "at"))
 
 
 def _status_values(status: RunStatus | str | list[RunStatus | str]) -> list[str]:
@@ -55,48 +62,39 @@ def _status_values(status: RunStatus | str | list[RunStatus | str]) -> list[str]
     return values
 
 
-class SqlRegistry(SqlControl, Registry):
-    """A :class:`Registry` in a SQLite file, shared safely by threads and processes.
+class SqlStore(SqlControl, Registry):
+    """A :class:`Registry` in a SQL database: every query, for every dialect.
 
-    Args:
-        url: ``sqlite:///`` followed by an absolute path (parent folders are created), or
-            ``sqlite:///:memory:`` for a private in-memory database (tests, doctests).
-
-    Raises:
-        RegistryError: the URL is invalid or Postgres, the file cannot be opened, or it was created by a
-            newer streamtune.
+    Not opened directly: :func:`~streamtune.registry.open_registry` picks the subclass for a URL
+    (:class:`~streamtune.registry.sqlite.SqliteRegistry`, :class:`~streamtune.registry.postgres.PostgresRegistry`).
 
     Example:
-        >>> reg = SqlRegistry("sqlite:///:memory:")
+        >>> from streamtune.registry import open_registry
+        >>> reg = open_registry("sqlite:///:memory:")
         >>> reg.register_model("ctr", "r-1", "file:///a", {}, {"auc": 0.91}, {}).version
         1
         >>> reg.close()
     """
 
     def __repr__(self) -> str:
-        return f"SqlRegistry({self.url!r})"
+        return f"{type(self).__name__}({self.url!r})"
 
     # -- specs -------------------------------------------------------------------------------------
 
     def put_spec(self, spec: JobSpec) -> SpecRecord:
         """Store a spec under its name, replacing any earlier one (see :meth:`Registry.put_spec`)."""
         text = _dumps(spec.model_dump(mode="json"), f"spec {spec.name}")
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO specs (name, spec, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
-                (spec.name, text, time.time()),
-            )
-            return self._spec_from(conn.execute(_SPEC, (spec.name,)).fetchone())
+        with self._tx() as tx:
+            tx.run(_SPEC_UPSERT, (spec.name, text, time.time()))
+            return self._spec_from(self._must(tx.one(_SPEC, (spec.name,))))
 
     def set_spec_paused(self, name: str, paused: bool) -> SpecRecord:
         """Pause or resume a stored spec (see :meth:`Registry.set_spec_paused`)."""
-        with self._tx() as conn:
-            done = conn.execute("UPDATE specs SET paused = ?, updated_at = ? WHERE name = ?",
-                                (int(paused), time.time(), name))
-            if done.rowcount != 1:
+        with self._tx() as tx:
+            if tx.run("UPDATE specs SET paused = ?, updated_at = ? WHERE name = ?",
+                      (int(paused), time.time(), name)) != 1:
                 raise RegistryError(f'Got "{name}" for spec; no spec of that name is stored')
-            return self._spec_from(conn.execute(_SPEC, (name,)).fetchone())
+            return self._spec_from(self._must(tx.one(_SPEC, (name,))))
 
     def get_spec(self, name: str) -> SpecRecord | None:
         """Return the spec stored under ``name``, or None."""
@@ -108,7 +106,7 @@ class SqlRegistry(SqlControl, Registry):
         return [self._spec_from(r) for r in self._query("SELECT * FROM specs ORDER BY name")]
 
     @staticmethod
-    def _spec_from(row: sqlite3.Row) -> SpecRecord:
+    def _spec_from(row: Row) -> SpecRecord:
         try:
             spec = JobSpec.model_validate(_loads(row["spec"]))
         except ValidationError as exc:
@@ -128,16 +126,16 @@ class SqlRegistry(SqlControl, Registry):
         """Store offsets, window state and new runs atomically (see :meth:`Registry.commit_window`)."""
         window_rows = [(k, _dumps(v, f"window {k}") if v else None) for k, v in windows.items()]
         run_rows = [self._run_row(run) for run in new_runs]
-        with self._tx() as conn:
-            self._upsert_offsets(conn, group, offsets)
-            self._write_windows(conn, window_rows)
-            return self._insert_runs(conn, run_rows)
+        with self._tx() as tx:
+            self._upsert_offsets(tx, group, offsets)
+            self._write_windows(tx, window_rows)
+            return self._insert_runs(tx, run_rows)
 
     @staticmethod
-    def _upsert_offsets(conn: sqlite3.Connection, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    def _upsert_offsets(tx: Tx, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        tx.lock("offsets", group)  # read, check, write: no other writer of this group in between
         now = time.time()
-        stored = {(r["topic"], r["part"]): r["next_offset"] for r in conn.execute(
-            "SELECT topic, part, next_offset FROM consumer_offsets WHERE grp = ?", (group,))}
+        stored = {(r["topic"], r["part"]): r["next_offset"] for r in tx.all(_OFFSETS, (group,))}
         for (topic, part), offset in offsets.items():
             if offset < stored.get((topic, int(part)), 0):
                 raise RegistryError(
@@ -145,38 +143,24 @@ class SqlRegistry(SqlControl, Registry):
                     f"(stored: {stored[(topic, int(part))]})",
                     fix="rewind on purpose with reset_offsets(), which records who and why",
                 )
-        conn.executemany(
-            "INSERT INTO consumer_offsets (grp, topic, part, next_offset, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, "
-            "updated_at = excluded.updated_at",
-            [(group, topic, int(part), int(off), now) for (topic, part), off in offsets.items()],
-        )
+        tx.many(_OFFSET_UPSERT, [(group, topic, int(part), int(off), now) for (topic, part), off in offsets.items()])
 
     @staticmethod
-    def _write_windows(conn: sqlite3.Connection, rows: list[tuple[str, str | None]]) -> None:
+    def _write_windows(tx: Tx, rows: list[tuple[str, str | None]]) -> None:
         now = time.time()
         for key, state in rows:
             if state is None:
-                conn.execute("DELETE FROM windows WHERE key = ?", (key,))
+                tx.run("DELETE FROM windows WHERE key = ?", (key,))
             else:
-                conn.execute(
-                    "INSERT INTO windows (key, state, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
-                    "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-                    (key, state, now),
-                )
+                tx.run(_WINDOW_UPSERT, (key, state, now))
 
-    def _insert_runs(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[str]:
-        sql = "INSERT OR IGNORE INTO runs ({}) VALUES ({})".format(
-            ", ".join(_RUN_COLUMNS), ", ".join("?" * len(_RUN_COLUMNS))
-        )
+    def _insert_runs(self, tx: Tx, rows: list[dict[str, Any]]) -> list[str]:
         inserted = []
         for row in rows:
-            if conn.execute(sql, tuple(row[c] for c in _RUN_COLUMNS)).rowcount == 1:
+            if tx.run(_RUN_INSERT, tuple(row[c] for c in _RUN_COLUMNS)) == 1:
                 inserted.append(row["run_id"])
                 continue
-            old = conn.execute(
-                "SELECT dataset, offsets FROM runs WHERE run_id = ?", (row["run_id"],)
-            ).fetchone()
+            old = self._must(tx.one("SELECT dataset, offsets FROM runs WHERE run_id = ?", (row["run_id"],)))
             if (old["dataset"], old["offsets"]) != (row["dataset"], row["offsets"]):
                 raise RegistryError(
                     f"run {row['run_id']} already exists for dataset {old['dataset']} offsets "
@@ -187,8 +171,7 @@ class SqlRegistry(SqlControl, Registry):
 
     def load_offsets(self, group: str) -> dict[tuple[str, int], int]:
         """Return ``(topic, partition) -> next offset`` stored for ``group``."""
-        rows = self._query("SELECT topic, part, next_offset FROM consumer_offsets WHERE grp = ?", (group,))
-        return {(r["topic"], r["part"]): r["next_offset"] for r in rows}
+        return {(r["topic"], r["part"]): r["next_offset"] for r in self._query(_OFFSETS, (group,))}
 
     def load_windows(self) -> dict[str, dict[str, Any]]:
         """Return every stored window state, by window key."""
@@ -205,7 +188,7 @@ class SqlRegistry(SqlControl, Registry):
         return row
 
     @staticmethod
-    def _run_from(row: sqlite3.Row) -> RunRecord:
+    def _run_from(row: Row) -> RunRecord:
         data = {c: row[c] for c in _RUN_COLUMNS}
         for col in _JSON_RUN_COLUMNS:
             data[col] = _loads(data[col])
@@ -248,31 +231,31 @@ class SqlRegistry(SqlControl, Registry):
         frozen = sorted(set(fields) & _IMMUTABLE_RUN_FIELDS)
         if frozen:
             raise RegistryError(f"cannot update run {run_id}: {', '.join(frozen)} cannot change")
-        with self._tx() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        with self._tx() as tx:
+            row = tx.one(f"SELECT * FROM runs WHERE run_id = ?{tx.for_update}", (run_id,))
             if row is None:
                 raise RegistryError(f"cannot update run {run_id}: no such run in {self.url}")
-            merged = {**self._run_from(row).model_dump(), "updated_at": time.time(), **fields}
-            try:
-                run = RunRecord.model_validate(merged)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f'got "{e.get("input")}" for {".".join(map(str, e["loc"]))}: {e["msg"]}'
-                    for e in exc.errors()
-                )
-                raise RegistryError(f"cannot update run {run_id}: {problems}") from None
+            run = self._merged_run(run_id, {**self._run_from(row).model_dump(), "updated_at": time.time(), **fields})
             new = self._run_row(run)
             cols = [c for c in _RUN_COLUMNS if c not in _IMMUTABLE_RUN_FIELDS]
-            conn.execute(
-                f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?",
-                (*(new[c] for c in cols), run_id),
-            )
+            tx.run(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in cols)} WHERE run_id = ?",
+                   (*(new[c] for c in cols), run_id))
         return run
+
+    @staticmethod
+    def _merged_run(run_id: str, merged: dict[str, Any]) -> RunRecord:
+        try:
+            return RunRecord.model_validate(merged)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f'got "{e.get("input")}" for {".".join(map(str, e["loc"]))}: {e["msg"]}' for e in exc.errors()
+            )
+            raise RegistryError(f"cannot update run {run_id}: {problems}") from None
 
     # -- models ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _model_from(row: sqlite3.Row) -> ModelVersion:
+    def _model_from(row: Row) -> ModelVersion:
         data = {c: row[c] for c in _MODEL_COLUMNS}
         for col in ("params", "metrics", "lineage"):
             data[col] = _loads(data[col])
@@ -294,17 +277,15 @@ class SqlRegistry(SqlControl, Registry):
             _dumps(v, f"model {name} {k}")
             for k, v in (("params", params), ("metrics", metrics), ("lineage", lineage))
         ]
-        with self._tx() as conn:
-            row = conn.execute(_MODEL_BY_RUN, (name, run_id)).fetchone()
+        with self._tx() as tx:
+            tx.lock("models", name)  # one registration of this model at a time: no two get the same version
+            row = tx.one(_MODEL_BY_RUN, (name, run_id))
             if row is not None:
                 return self._model_from(row)
-            top = conn.execute("SELECT MAX(version) AS v FROM models WHERE name = ?", (name,)).fetchone()
+            top = self._must(tx.one("SELECT MAX(version) AS v FROM models WHERE name = ?", (name,)))
             version = (top["v"] or 0) + 1
-            conn.execute(
-                f"INSERT INTO models ({', '.join(_MODEL_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, version, run_id, artifact_uri, *blobs, time.time()),
-            )
-            return self._model_from(conn.execute(_MODEL_BY_VERSION, (name, version)).fetchone())
+            tx.run(insert_sql("models", _MODEL_COLUMNS), (name, version, run_id, artifact_uri, *blobs, time.time()))
+            return self._model_from(self._must(tx.one(_MODEL_BY_VERSION, (name, version))))
 
     def get_model(self, name: str, version: int) -> ModelVersion | None:
         """Return one model version, or None."""
@@ -321,46 +302,39 @@ class SqlRegistry(SqlControl, Registry):
 
     # -- aliases -----------------------------------------------------------------------------------
 
-    def _record_alias(
-        self, conn: sqlite3.Connection, name: str, alias: str, version: int | None, reason: str
-    ) -> AliasEvent:
-        row = conn.execute(_ALIAS_VERSION, (name, alias)).fetchone()
+    @staticmethod
+    def _record_alias(tx: Tx, name: str, alias: str, version: int | None, reason: str) -> AliasEvent:
+        row = tx.one(_ALIAS_VERSION, (name, alias))
         event = AliasEvent(
             name=name, alias=alias, version=version, previous=row["version"] if row else None, reason=reason
         )
         if version is None:
-            conn.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+            tx.run("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
         else:
-            conn.execute(
-                "INSERT INTO aliases (name, alias, version, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, "
-                "updated_at = excluded.updated_at",
-                (name, alias, version, event.at),
-            )
-        conn.execute(
-            "INSERT INTO alias_events (name, alias, version, previous, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-            (name, alias, version, event.previous, reason, event.at),
-        )
+            tx.run(_ALIAS_UPSERT, (name, alias, version, event.at))
+        tx.run(_ALIAS_EVENT, (name, alias, version, event.previous, reason, event.at))
         return event
 
     def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> AliasEvent:
         """Point ``alias`` at ``version`` and record the change (see :meth:`Registry.set_alias`)."""
         if not alias:
             raise RegistryError(f'Got "" for the alias of model {name}; must be a non-empty string')
-        with self._tx() as conn:
-            if conn.execute(_MODEL_BY_VERSION, (name, version)).fetchone() is None:
-                have = sorted(r[0] for r in conn.execute("SELECT version FROM models WHERE name=?", (name,)))
+        with self._tx() as tx:
+            tx.lock("alias", name, alias)  # each event records the version it really replaced
+            if tx.one(_MODEL_BY_VERSION, (name, version)) is None:
+                have = sorted(r["version"] for r in tx.all("SELECT version FROM models WHERE name = ?", (name,)))
                 raise RegistryError(
                     f'cannot point {name}@{alias} at version {version}: model "{name}" has no such version '
                     f"(registered: {have or 'none'})"
                 )
-            return self._record_alias(conn, name, alias, version, reason)
+            return self._record_alias(tx, name, alias, version, reason)
 
     def remove_alias(self, name: str, alias: str, reason: str = "") -> AliasEvent | None:
         """Unset ``alias``; returns the event, or None if it was not set."""
-        with self._tx() as conn:
-            row = conn.execute(_ALIAS_VERSION, (name, alias)).fetchone()
-            return None if row is None else self._record_alias(conn, name, alias, None, reason)
+        with self._tx() as tx:
+            tx.lock("alias", name, alias)
+            row = tx.one(_ALIAS_VERSION, (name, alias))
+            return None if row is None else self._record_alias(tx, name, alias, None, reason)
 
     def get_alias(self, name: str, alias: str) -> ModelVersion | None:
         """Return the version ``alias`` points at, or None."""

@@ -1,8 +1,7 @@
-"""The control-plane tables of the SQLite registry: commands, the controller lease, and offset resets."""
+"""The control-plane tables of the SQL registries: commands, the controller lease, offset resets and API tokens."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Any
 
@@ -16,12 +15,16 @@ from streamtune.registry.commands import (
     CommandStatus,
     new_command_id,
 )
+from streamtune.registry.dialect import Row, Tx, insert_sql, upsert_sql
 from streamtune.registry.records import ApiToken, Lease, OffsetReset
+from streamtune.registry.schema import _dumps, _loads
 from streamtune.registry.sql_base import SqlBase
-from streamtune.registry.sqlite_schema import _dumps, _loads
 
 _COMMAND = TypeAdapter(Command)
 _LEASE = "SELECT * FROM leases WHERE name = ?"
+_LEASE_COLUMNS = ("name", "holder", "token", "acquired_at", "renewed_at", "expires_at")
+_OFFSET_UPSERT = upsert_sql("consumer_offsets", ("grp", "topic", "part", "next_offset", "updated_at"),
+                            key=("grp", "topic", "part"))
 
 
 def _command_statuses(status: CommandStatus | str | list[CommandStatus | str]) -> list[str]:
@@ -34,12 +37,12 @@ def _command_statuses(status: CommandStatus | str | list[CommandStatus | str]) -
 
 
 class SqlControl(SqlBase):
-    """Commands, leases and offset resets (mixed into :class:`~streamtune.registry.sql.SqlRegistry`)."""
+    """Commands, leases, offset resets and tokens (mixed into :class:`~streamtune.registry.sql.SqlStore`)."""
 
     # -- commands ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _command_from(row: sqlite3.Row) -> CommandRecord:
+    def _command_from(row: Row) -> CommandRecord:
         outcome = _loads(row["outcome"])
         return CommandRecord(
             id=row["id"], command=_COMMAND.validate_python(_loads(row["body"])), actor=row["actor"],
@@ -55,9 +58,9 @@ class SqlControl(SqlBase):
             raise RegistryError('Got "" for the actor of a command; must name who asks')
         record = CommandRecord(id=new_command_id(), command=command, actor=actor, reason=reason)
         body = _dumps(command.model_dump(mode="json"), f"command {record.id}")
-        with self._tx(fenced=False) as conn:
-            conn.execute(
-                "INSERT INTO commands (id, kind, body, actor, reason, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        with self._tx(fenced=False) as tx:
+            tx.run(
+                insert_sql("commands", ("id", "kind", "body", "actor", "reason", "status", "created_at")),
                 (record.id, command.kind, body, actor, reason, record.status.value, record.created_at),
             )
         return record
@@ -99,50 +102,51 @@ class SqlControl(SqlBase):
                                  (status.value, text, error, time.time()))
 
     def _set_command(self, command_id: str, assignments: str, values: tuple[Any, ...]) -> CommandRecord:
-        with self._tx() as conn:
-            done = conn.execute(f"UPDATE commands SET {assignments} WHERE id = ?", (*values, command_id))
-            if done.rowcount != 1:
+        with self._tx() as tx:
+            if tx.run(f"UPDATE commands SET {assignments} WHERE id = ?", (*values, command_id)) != 1:
                 raise RegistryError(f"no command {command_id} in {self.url}")
-            return self._command_from(conn.execute("SELECT * FROM commands WHERE id = ?", (command_id,)).fetchone())
+            return self._command_from(self._must(tx.one("SELECT * FROM commands WHERE id = ?", (command_id,))))
 
     # -- the controller lease ----------------------------------------------------------------------
 
     @staticmethod
-    def _lease_from(row: sqlite3.Row) -> Lease:
+    def _lease_from(row: Row) -> Lease:
         return Lease.model_validate(dict(row))
 
     def acquire_lease(self, name: str, holder: str, ttl_s: float) -> Lease | None:
         """Take the lease if it is free, lapsed or already ours (see :meth:`Registry.acquire_lease`)."""
-        now = time.time()
-        with self._tx(fenced=False) as conn:
-            row = conn.execute(_LEASE, (name,)).fetchone()
+        with self._tx(fenced=False) as tx:
+            row = tx.one(_LEASE + tx.for_update, (name,))  # Postgres: takeovers of one lease take turns
             if row is None:
-                conn.execute("INSERT INTO leases VALUES (?, ?, 1, ?, ?, ?)", (name, holder, now, now, now + ttl_s))
-            elif row["holder"] == holder:
-                conn.execute("UPDATE leases SET renewed_at = ?, expires_at = ? WHERE name = ?",
-                             (now, now + ttl_s, name))
+                now = time.time()
+                values = (name, holder, 1, now, now, now + ttl_s)
+                if tx.run(insert_sql("leases", _LEASE_COLUMNS, ignore=("name",)), values) == 1:
+                    return self._lease_from(dict(zip(_LEASE_COLUMNS, values, strict=True)))
+                # another process created it meanwhile (Postgres; SQLite's writes never interleave)
+                row = self._must(tx.one(_LEASE + tx.for_update, (name,)))
+            now = time.time()
+            if row["holder"] == holder:
+                tx.run("UPDATE leases SET renewed_at = ?, expires_at = ? WHERE name = ?", (now, now + ttl_s, name))
             elif row["expires_at"] <= now:
-                conn.execute(
-                    "UPDATE leases SET holder = ?, token = token + 1, acquired_at = ?, renewed_at = ?, "
-                    "expires_at = ? WHERE name = ?", (holder, now, now, now + ttl_s, name))
+                tx.run("UPDATE leases SET holder = ?, token = token + 1, acquired_at = ?, renewed_at = ?, "
+                       "expires_at = ? WHERE name = ?", (holder, now, now, now + ttl_s, name))
             else:
                 return None
-            return self._lease_from(conn.execute(_LEASE, (name,)).fetchone())
+            return self._lease_from(self._must(tx.one(_LEASE, (name,))))
 
     def renew_lease(self, lease: Lease, ttl_s: float) -> Lease:
         """Extend a lease we still hold; raise FencedError if another holder took it."""
-        now = time.time()
-        with self._tx(fenced=False) as conn:
-            self._require_holder(conn, lease)
-            conn.execute("UPDATE leases SET renewed_at = ?, expires_at = ? WHERE name = ?",
-                         (now, now + ttl_s, lease.name))
-            return self._lease_from(conn.execute(_LEASE, (lease.name,)).fetchone())
+        with self._tx(fenced=False) as tx:
+            self._require_holder(tx, lease)
+            now = time.time()
+            tx.run("UPDATE leases SET renewed_at = ?, expires_at = ? WHERE name = ?", (now, now + ttl_s, lease.name))
+            return self._lease_from(self._must(tx.one(_LEASE, (lease.name,))))
 
     def release_lease(self, lease: Lease) -> None:
         """Let the lease lapse now, so a standby takes over at once; a no-op if it is no longer ours."""
-        with self._tx(fenced=False) as conn:
-            conn.execute("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ? AND token = ?",
-                         (lease.name, lease.holder, lease.token))
+        with self._tx(fenced=False) as tx:
+            tx.run("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ? AND token = ?",
+                   (lease.name, lease.holder, lease.token))
 
     def get_lease(self, name: str) -> Lease | None:
         """Return the lease as stored (maybe lapsed), or None if nobody ever took it."""
@@ -150,8 +154,8 @@ class SqlControl(SqlBase):
         return self._lease_from(rows[0]) if rows else None
 
     @staticmethod
-    def _require_holder(conn: sqlite3.Connection, lease: Lease) -> None:
-        row = conn.execute(_LEASE, (lease.name,)).fetchone()
+    def _require_holder(tx: Tx, lease: Lease) -> None:
+        row = tx.one(_LEASE + tx.for_update, (lease.name,))
         if row is None or (row["holder"], row["token"]) != (lease.holder, lease.token):
             now = f"{row['holder']} holds token {row['token']}" if row else "nobody holds it"
             raise FencedError(f"lease {lease.name} lost: {lease.holder} had token {lease.token}, but {now}")
@@ -165,20 +169,17 @@ class SqlControl(SqlBase):
         if not reason:
             raise RegistryError('Got "" for the reason of an offset reset; must say why')
         resets = []
-        with self._tx() as conn:
+        with self._tx() as tx:
+            tx.lock("offsets", group)  # the same lock as commit_window's: the two never interleave
             for (topic, part), offset in sorted(offsets.items()):
-                row = conn.execute("SELECT next_offset FROM consumer_offsets WHERE grp = ? AND topic = ? AND part = ?",
-                                   (group, topic, part)).fetchone()
+                row = tx.one("SELECT next_offset FROM consumer_offsets WHERE grp = ? AND topic = ? AND part = ?",
+                             (group, topic, part))
                 reset = OffsetReset(group=group, topic=topic, partition=part, offset=offset, reason=reason,
                                     actor=actor, previous=row["next_offset"] if row else None)
-                conn.execute(
-                    "INSERT INTO consumer_offsets (grp, topic, part, next_offset, updated_at) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (grp, topic, part) DO UPDATE SET next_offset = excluded.next_offset, "
-                    "updated_at = excluded.updated_at", (group, topic, part, offset, reset.at))
-                conn.execute(
-                    "INSERT INTO offset_resets (grp, topic, part, previous, next_offset, reason, actor, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (group, topic, part, reset.previous, offset, reason, actor, reset.at))
+                tx.run(_OFFSET_UPSERT, (group, topic, part, offset, reset.at))
+                tx.run(insert_sql("offset_resets", ("grp", "topic", "part", "previous", "next_offset", "reason",
+                                                    "actor", "at")),
+                       (group, topic, part, reset.previous, offset, reason, actor, reset.at))
                 resets.append(reset)
         return resets
 
@@ -191,7 +192,7 @@ class SqlControl(SqlBase):
     # -- API tokens --------------------------------------------------------------------------------
 
     @staticmethod
-    def _token_from(row: sqlite3.Row) -> ApiToken:
+    def _token_from(row: Row) -> ApiToken:
         return ApiToken(name=row["name"], token_sha256=row["sha256"], created_at=row["created_at"],
                         revoked_at=row["revoked_at"])
 
@@ -201,9 +202,8 @@ class SqlControl(SqlBase):
             raise RegistryError(f'Got "{name}" / a {len(token_sha256)}-character hash for a token; need a name '
                                 "and a hex sha256")
         token = ApiToken(name=name, token_sha256=token_sha256)
-        with self._tx(fenced=False) as conn:
-            conn.execute("INSERT INTO api_tokens (name, sha256, created_at) VALUES (?, ?, ?)",
-                         (name, token_sha256, token.created_at))
+        with self._tx(fenced=False) as tx:
+            tx.run(insert_sql("api_tokens", ("name", "sha256", "created_at")), (name, token_sha256, token.created_at))
         return token
 
     def find_token(self, token_sha256: str) -> ApiToken | None:
@@ -219,7 +219,7 @@ class SqlControl(SqlBase):
     def revoke_tokens(self, name: str) -> list[ApiToken]:
         """Revoke every active token of ``name``; return them as revoked (empty if there were none)."""
         now = time.time()
-        with self._tx(fenced=False) as conn:
-            rows = conn.execute("SELECT * FROM api_tokens WHERE name = ? AND revoked_at IS NULL", (name,)).fetchall()
-            conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now, name))
+        with self._tx(fenced=False) as tx:
+            rows = tx.all(f"SELECT * FROM api_tokens WHERE name = ? AND revoked_at IS NULL{tx.for_update}", (name,))
+            tx.run("UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (now, name))
         return [self._token_from(r).model_copy(update={"revoked_at": now}) for r in rows]

@@ -275,21 +275,14 @@ class VersionBoard:
         now = time.monotonic()
         live = self._live()
         return BoardSnapshot(
+            **dict(self.view()),
             app=self.app,
-            board_id=self.board_id,
-            epoch=self.epoch,
-            generation=self.generation,
-            active=self.active,
-            previous=self.previous,
-            target=self.target,
-            canary_percent=self.canary_percent,
             live_replicas=sorted(r.replica_id for r in live),
             min_applied_epoch=min((r.report.applied_epoch for r in live), default=-1),
             replicas={rid: r.status(now, self.stale_s) for rid, r in self.replicas.items()},
             counters=_totals(live),
             last_swap=last.model_copy() if (last := self.records.get(self.generation)) else None,
             fence=self.fence,
-            policy=self.policy,
         )
 
     def view(self) -> BoardView:

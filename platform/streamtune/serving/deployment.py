@@ -18,14 +18,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import os
 import random
+import shutil
 import tempfile
 import time
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +34,8 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from streamtune.artifacts.verified import fetch_verified_to
 from streamtune.job import Predictor, load_job_class
-from streamtune.registry.manifest import MANIFEST, verify_manifest
 from streamtune.serving.board import NAMESPACE
 from streamtune.serving.records import (
     AccessPolicy,
@@ -58,6 +56,7 @@ class _Model:
     version: Version
     uri: str
     predictor: Predictor
+    folder: Path  # the private, verified copy the predictor was loaded from; removed with the model
 
 
 INLINE_ROWS = 64
@@ -118,6 +117,7 @@ class ModelServer:
         self._unreported = False
         self._counters: dict[Version, list[int]] = {}
         self._lock = asyncio.Lock()
+        self._scratch = tempfile.mkdtemp(prefix="streamtune-replica-")  # 0700: model copies only we read
         await self._connect()
         await self._warm_start()
         self._watcher: asyncio.Task[None] = asyncio.create_task(self._watch_loop())
@@ -213,6 +213,7 @@ class ModelServer:
                 self._board.leave.remote(self._replica_id)
         except Exception:  # interpreter teardown: nothing left to tell
             pass
+        shutil.rmtree(getattr(self, "_scratch", ""), ignore_errors=True)
 
     # ----- the board ----------------------------------------------------------------------------------
 
@@ -274,7 +275,7 @@ class ModelServer:
                 self._ensure_loading(model, view.generation)
             for version in [v for v, m in self._models.items() if wanted.get(v) != m.uri]:
                 if self._models[version] is not self._active:
-                    del self._models[version]
+                    shutil.rmtree(self._models.pop(version).folder, ignore_errors=True)
             for version in [v for v in self._failures if v not in wanted]:
                 del self._failures[version]
             self._point(view)
@@ -312,7 +313,7 @@ class ModelServer:
     async def _load(self, model: ModelRef, generation: int) -> None:
         started = time.monotonic()
         try:
-            predictor = await asyncio.to_thread(self._load_blocking, model.uri)
+            predictor, folder = await asyncio.to_thread(self._load_blocking, model.uri)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             self._failures[model.version] = LoadFailure(generation=generation, uri=model.uri, reason=reason)
@@ -321,7 +322,7 @@ class ModelServer:
                 reason,
             )
         else:
-            self._models[model.version] = _Model(model.version, model.uri, predictor)
+            self._models[model.version] = _Model(model.version, model.uri, predictor, folder)
             self._failures.pop(model.version, None)
             log.info(
                 "replica %s loaded version %s in %.2fs", self._replica_id, model.version,
@@ -334,10 +335,10 @@ class ModelServer:
         except Exception as exc:
             log.warning("replica %s could not report to its board: %s", self._replica_id, exc)
 
-    def _load_blocking(self, uri: str) -> Predictor:
-        folder = localize(uri)
-        verify_manifest(folder)  # before any job code touches the files
-        return load_job_class(self._entrypoint)().load(folder)
+    def _load_blocking(self, uri: str) -> tuple[Predictor, Path]:
+        # A private copy, verified before any job code touches it: the job loads exactly the verified bytes.
+        folder = fetch_verified_to(uri, tempfile.mkdtemp(prefix="model-", dir=self._scratch))
+        return load_job_class(self._entrypoint)().load(folder), folder
 
     def _state(self) -> ReplicaReport:
         return ReplicaReport(
@@ -420,47 +421,3 @@ def _jsonable(predictions: Any) -> list[Any]:
     if hasattr(predictions, "tolist"):
         return list(predictions.tolist())
     return [p.item() if hasattr(p, "item") else p for p in predictions]
-
-
-def localize(uri: str) -> Path:
-    """A local folder holding the artifact at ``uri``: the path itself, or a cached copy of a remote one.
-
-    Example:
-        >>> localize("file:///tmp/model")
-        PosixPath('/tmp/model')
-    """
-    if "://" not in uri:
-        return Path(uri)
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(urllib.parse.unquote(parsed.path))
-    import pyarrow.fs as pafs
-
-    cache = (
-        Path(tempfile.gettempdir()) / "streamtune-artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:24]
-    )
-    if not (cache / MANIFEST).is_file():
-        partial = cache.with_name(f"{cache.name}.{os.getpid()}.part")
-        partial.mkdir(parents=True, exist_ok=True)
-        pafs.copy_files(uri, str(partial), destination_filesystem=pafs.LocalFileSystem())
-        try:
-            partial.rename(cache)
-        except OSError:  # another process won the race; its copy is as good
-            pass
-    return cache
-
-
-def upload_code(code_dir: Path) -> str:
-    """Upload the job package to the cluster and return its ``gcs://`` URI.
-
-    Ray uploads local ``py_modules`` only for job-level runtime envs; a Serve replica's (per-actor) runtime
-    env needs a URI, so the driver uploads it the way ``ray.init`` would. The URI is content-addressed, so
-    the same code uploads once.
-    """
-    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
-
-    with tempfile.TemporaryDirectory() as scratch:
-        env = upload_py_modules_if_needed(
-            {"py_modules": [str(code_dir)]}, include_gitignore=True, scratch_dir=scratch
-        )
-    return str(env["py_modules"][0])

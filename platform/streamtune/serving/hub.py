@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 
 from streamtune.config.jobspec import JobSpec, RolloutSpec
+from streamtune.errors import ConfigError
 from streamtune.serving.records import (
     AccessPolicy,
     EnsureResult,
@@ -130,7 +131,7 @@ class ServeHub:
             if cached is not None and cached[0] == key:
                 return cached[1]
             svc = ModelService(
-                spec.serve.app, spec.serve, spec.job.entrypoint, spec.code_dir(), self.serve_port,
+                spec.serve.app, spec.serve, spec.job.entrypoint, _code_uri(spec), self.serve_port,
                 fence=self._fence, policy=self._policy,
             )
             self._services[spec.name] = (key, svc)
@@ -183,14 +184,21 @@ class ServeHub:
 
 
 def _key(spec: JobSpec) -> str:
-    """What makes a spec's ModelService: app, serving settings, entrypoint and code folder.
+    """What makes a spec's ModelService: app, serving settings, entrypoint and code URI.
 
     Example:
         >>> from types import SimpleNamespace as NS
         >>> from streamtune.config.jobspec import ServeSpec
-        >>> spec = NS(serve=ServeSpec(app="a"), job=NS(entrypoint="m:J"), code_dir=lambda: "/code")
+        >>> spec = NS(serve=ServeSpec(app="a"), job=NS(entrypoint="m:J", code_uri="/code/1.zip"))
         >>> _key(spec) == _key(spec)
         True
     """
-    text = "|".join([spec.serve.model_dump_json(), spec.job.entrypoint, str(spec.code_dir())])
+    text = "|".join([spec.serve.model_dump_json(), spec.job.entrypoint, str(spec.job.code_uri)])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _code_uri(spec: JobSpec) -> str:
+    if spec.job.code_uri is None:
+        raise ConfigError(f"spec {spec.name} has no job.code_uri: submit it through the control plane, which "
+                          "stores its code")
+    return spec.job.code_uri

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -33,10 +33,11 @@ import requests
 from ray import serve
 from ray.exceptions import RayActorError
 
+from streamtune.artifacts.store import ArtifactStore, ray_uri
 from streamtune.config.jobspec import RolloutSpec, ServeSpec
 from streamtune.errors import ConfigError, ServiceError, SwapError
 from streamtune.serving.board import NAMESPACE, VersionBoard, board_name, board_options
-from streamtune.serving.deployment import ModelServer, upload_code
+from streamtune.serving.deployment import ModelServer
 from streamtune.serving.records import (
     AccessPolicy,
     BoardSnapshot,
@@ -66,7 +67,8 @@ class ModelService:
         app: Serve application name; the route prefix is ``/<app>``.
         serve_spec: Replicas, resources and rollout (canary) settings.
         entrypoint: ``module:Class`` of the Job whose ``load`` builds predictors.
-        code_dir: Folder of the package holding the entrypoint; shipped to replicas as a py_module.
+        code_uri: The job package's zip in the artifact store (``artifacts.store_code``); replicas get it
+            through ``runtime_env.py_modules`` by URI.
         http_port: Port of Serve's HTTP proxy.
         fence: This writer's fence token, passed on every board write; a board that has seen a higher one
             refuses them (:class:`StaleFenceError`). May be changed later through the ``fence`` attribute.
@@ -74,7 +76,7 @@ class ModelService:
             made again starts with it. None (the default) leaves the board's policy alone.
 
     Example:
-        >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.gbdt:Job", "jobs", 8000)
+        >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.gbdt:Job", "/artifacts/code/5e.zip", 8000)
         >>> svc.deploy(); svc.swap(1, "/artifacts/sales/1")     # doctest: +SKIP
         >>> svc.predict([{"x": 1.0}])                            # doctest: +SKIP
         {'version': 1, 'predictions': [0.5]}
@@ -85,7 +87,7 @@ class ModelService:
         app: str,
         serve_spec: ServeSpec,
         entrypoint: str,
-        code_dir: str | Path,
+        code_uri: str,
         http_port: int = 8000,
         *,
         fence: int = 0,
@@ -94,7 +96,7 @@ class ModelService:
         self.app = app
         self.spec = serve_spec
         self.entrypoint = entrypoint
-        self.code_dir = Path(code_dir).expanduser().resolve()
+        self.code_uri = code_uri
         self.http_port = http_port
         self.fence = fence
         self.policy = policy
@@ -134,7 +136,7 @@ class ModelService:
         here is born with it, so no replica ever sees the endpoint open.
 
         Raises:
-            ConfigError: ``code_dir`` is not a folder.
+            ConfigError: nothing is stored at ``code_uri``.
             ServiceError: Ray is not running, or the app did not come up.
             SwapError: ``desired`` could not be loaded (the replica's reason included).
             StaleFenceError: the board has seen a newer writer.
@@ -144,10 +146,10 @@ class ModelService:
             True
         """
         _require_ray()
-        if not self.code_dir.is_dir():
+        if not ArtifactStore(self.code_uri).exists(self.code_uri):
             raise ConfigError(
-                f'Got "{self.code_dir}" for the job code folder; no such folder',
-                fix="point code_dir (job.code) at the package that holds the entrypoint",
+                f'Got "{self.code_uri}" for the job code URI; nothing is stored there',
+                fix="store the job package first (streamtune.artifacts.store_code), or submit the spec again",
             )
         if policy is not None:
             self.policy = policy
@@ -204,7 +206,8 @@ class ModelService:
             ) from exc
 
     def _deployment_options(self) -> dict[str, Any]:
-        runtime_env = {"py_modules": [upload_code(self.code_dir)]}
+        env = {"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]} if os.environ.get("AWS_ENDPOINT_URL") else {}
+        runtime_env = {"py_modules": [ray_uri(self.code_uri)], "env_vars": env}
         return {
             "num_replicas": self.spec.replicas,
             "ray_actor_options": {

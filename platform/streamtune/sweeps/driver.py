@@ -1,21 +1,21 @@
-"""The sweep's Ray Job entrypoint: ``python -m streamtune.sweeps.driver REQUEST.json``.
+"""The sweep's Ray Job entrypoint: ``python -m streamtune.sweeps.driver REQUEST_URI``.
 
-It reads the window's snapshot, runs the Tune sweep, scores the winner and the champion on the same
-holdout, and writes ``result.json`` beside the request. The controller reads that file; only the
-controller writes run state.
+It reads the request from the artifact store, reads the window's snapshot, runs the Tune sweep, scores the
+winner and the champion on the same holdout, and writes ``result.json`` beside the request. The controller
+reads that; only the controller writes run state. Nothing it is handed names a local path of the controller.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from streamtune.artifacts.store import ArtifactStore
+from streamtune.artifacts.verified import fetch_verified
 from streamtune.config.jobspec import JobSpec
 from streamtune.data.snapshot import Snapshot
 from streamtune.job import load_job_class
-from streamtune.registry.manifest import verify_manifest
 from streamtune.sweeps.runner import pick_best, run_tune, timed
 from streamtune.sweeps.schema import HoldoutScores, SweepRequest, SweepResult
 from streamtune.sweeps.space import run_seed
@@ -24,11 +24,21 @@ from streamtune.validation.metrics import get_metric
 RESULT = "result.json"
 
 
+def result_uri(out_uri: str) -> str:
+    """Where a run's ``result.json`` lives in the artifact store.
+
+    Example:
+        >>> result_uri("s3://b/runs/r-1")
+        's3://b/runs/r-1/result.json'
+    """
+    return f"{out_uri.rstrip('/')}/{RESULT}"
+
+
 def score(entrypoint: str, artifact_uri: str, holdout: Any, label: str, metric: str) -> float:
-    """Load a saved model (manifest verified) and score it on ``holdout``."""
-    verify_manifest(artifact_uri)
-    predictor = load_job_class(entrypoint)().load(artifact_uri)
-    preds = predictor.predict(holdout)
+    """Load a saved model from a private, verified copy and score it on ``holdout``."""
+    with fetch_verified(artifact_uri) as folder:
+        predictor = load_job_class(entrypoint)().load(folder)
+        preds = predictor.predict(holdout)
     return get_metric(metric)(holdout[label].to_numpy(), list(preds))
 
 
@@ -56,7 +66,7 @@ def run(req: SweepRequest) -> SweepResult:
     splits = snap.split(spec.validation.holdout_fraction, spec.validation.valid_fraction)
     seed = run_seed(spec.sweep, req.run_id)
     trials, t_sweep = timed(
-        lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_dir, seed=seed)
+        lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_uri, seed=seed)
     )
 
     best = pick_best(trials, spec.sweep.metric, spec.sweep.mode)
@@ -74,14 +84,11 @@ def main(argv: list[str]) -> int:
     """Entry point of the Ray Job."""
     import ray
 
-    path = Path(argv[0])
-    req = SweepRequest.model_validate_json(path.read_text())
+    store = ArtifactStore(argv[0])
+    req = SweepRequest.model_validate_json(store.get_text(argv[0]))
     ray.init(address="auto", log_to_driver=False)
     result = run(req)
-    out = path.parent / RESULT
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(result.model_dump_json(indent=2))
-    tmp.replace(out)
+    store.put_text(result_uri(req.out_uri), result.model_dump_json(indent=2))
     print(json.dumps({"run_id": req.run_id, "best": result.best.params, "holdout": result.holdout.model_dump()}))
     return 0
 

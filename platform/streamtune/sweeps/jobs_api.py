@@ -1,12 +1,16 @@
-"""Submit sweeps as Ray Jobs, one per run, with ``submission_id = run_id`` so resubmitting is a no-op."""
+"""Submit sweeps as Ray Jobs, one per run, with ``submission_id = run_id`` so resubmitting is a no-op.
+
+Nothing submitted names a path of the controller's machine: the entrypoint is ``python`` as the cluster has it,
+the request is a URI in the artifact store, and the job code arrives through ``runtime_env.py_modules`` by URI.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
+import os
 import time
-from pathlib import Path
 
+from streamtune.artifacts.store import ray_uri
 from streamtune.errors import SweepError
 
 log = logging.getLogger(__name__)
@@ -18,16 +22,16 @@ class RayJobRunner:
     """Runs the sweep driver on a Ray cluster through the Jobs API.
 
     Example:
-        >>> runner = RayJobRunner("http://127.0.0.1:8265")          # doctest: +SKIP
-        >>> runner.submit("r-1a2b", "/data/st/r-1a2b/request.json", "/repo/jobs")  # doctest: +SKIP
-        >>> runner.status("r-1a2b")                                  # doctest: +SKIP
-        'RUNNING'
+        >>> runner = RayJobRunner("http://127.0.0.1:8265")
+        >>> runner.entrypoint("s3://b/sales/r-1a2b/request.json")
+        'python -P -m streamtune.sweeps.driver s3://b/sales/r-1a2b/request.json'
+        >>> runner.submit("r-1a2b", "s3://b/sales/r-1a2b/request.json", "s3://b/code/5e1f.zip")  # doctest: +SKIP
+        True
     """
 
-    def __init__(self, jobs_url: str, *, python: str | None = None, agent_wait_s: float = 60) -> None:
+    def __init__(self, jobs_url: str, *, agent_wait_s: float = 60) -> None:
         self.jobs_url = jobs_url
         self.agent_wait_s = agent_wait_s
-        self.python = python or sys.executable
         self._client = None
 
     @property
@@ -39,13 +43,21 @@ class RayJobRunner:
             logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
         return self._client
 
-    def submit(self, run_id: str, request_path: str | Path, code_dir: str | Path, *, num_gpus: float = 0) -> bool:
+    @staticmethod
+    def entrypoint(request_uri: str) -> str:
+        """The job's command: the cluster's ``python`` (-P keeps the cwd off sys.path, so a stray ./ray folder
+        cannot shadow the ray package)."""
+        return f"python -P -m streamtune.sweeps.driver {request_uri}"
+
+    def submit(self, run_id: str, request_uri: str, code_uri: str) -> bool:
         """Submit the run's sweep; returns False if a job with this run_id already exists."""
         if self.status(run_id) is not None:
             return False
-        # -P keeps the job's cwd off sys.path: a stray ./ray folder must not shadow the ray package.
-        entrypoint = f"{self.python} -P -m streamtune.sweeps.driver {request_path}"
-        runtime_env = {"py_modules": [str(code_dir)], "env_vars": {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}}
+        entrypoint = self.entrypoint(request_uri)
+        env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+        if os.environ.get("AWS_ENDPOINT_URL"):  # an S3-compatible store (not a secret; credentials stay on nodes)
+            env["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]
+        runtime_env = {"py_modules": [ray_uri(code_uri)], "env_vars": env}
         deadline = time.monotonic() + self.agent_wait_s
         while True:
             try:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.errors import SweepError
 from streamtune.job import TrainContext, load_job_class
-from streamtune.registry.manifest import write_manifest
+from streamtune.registry.manifest import MANIFEST, write_manifest
 from streamtune.sweeps.schema import TrialSummary
 from streamtune.sweeps.space import make_scheduler, make_searcher, to_tune_space
 
@@ -24,9 +25,9 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 class TuneContext(TrainContext):
     """The :class:`TrainContext` a trial sees inside Ray Tune."""
 
-    def __init__(self, train: pa.Table, valid: pa.Table, label: str, features: list[str], out_dir: str) -> None:
+    def __init__(self, train: pa.Table, valid: pa.Table, label: str, features: list[str], out_uri: str) -> None:
         self.train, self.valid, self.label, self.features = train, valid, label, features
-        self.out_dir = out_dir
+        self.out_uri = out_uri
         self.saved: str | None = None
 
     def report(self, metrics: dict[str, float]) -> None:
@@ -37,20 +38,30 @@ class TuneContext(TrainContext):
     def save_model(self, writer: Callable[[str], None]) -> None:
         from ray import tune
 
-        folder = Path(self.out_dir) / "trials" / tune.get_context().get_trial_id()
-        folder.mkdir(parents=True, exist_ok=True)
-        writer(str(folder))
-        write_manifest(folder)
-        self.saved = str(folder)
+        uri = trial_uri(self.out_uri, tune.get_context().get_trial_id())
+        with tempfile.TemporaryDirectory(prefix="streamtune-trial-") as scratch:
+            writer(scratch)
+            write_manifest(scratch)
+            self.saved = ArtifactStore(uri).upload_dir(scratch, uri)
+
+
+def trial_uri(out_uri: str, trial_id: str) -> str:
+    """Where a trial's model goes in the artifact store.
+
+    Example:
+        >>> trial_uri("s3://b/sales/r-1", "a_0001")
+        's3://b/sales/r-1/trials/a_0001'
+    """
+    return f"{out_uri.rstrip('/')}/trials/{trial_id}"
 
 
 def _trial(config: dict[str, Any], *, entrypoint: str, fixed: dict[str, Any], train: pa.Table,
-           valid: pa.Table, label: str, features: list[str], out_dir: str) -> None:
+           valid: pa.Table, label: str, features: list[str], out_uri: str) -> None:
     job = load_job_class(entrypoint)()
-    job.train({**fixed, **config}, TuneContext(train, valid, label, features, out_dir))
+    job.train({**fixed, **config}, TuneContext(train, valid, label, features, out_uri))
 
 
-def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_dir: str,
+def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_uri: str,
              *, seed: int | None = None) -> list[TrialSummary]:
     """Run the sweep and summarise every trial.
 
@@ -62,7 +73,7 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
     sweep = spec.sweep
     trainable = tune.with_parameters(
         _trial, entrypoint=spec.job.entrypoint, fixed=dict(spec.job.params), train=train, valid=valid,
-        label=spec.dataset.label, features=features, out_dir=out_dir,
+        label=spec.dataset.label, features=features, out_uri=out_uri,
     )
     trainable = tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     collector = _Collector()
@@ -75,11 +86,11 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
             time_budget_s=sweep.time_budget,
         ),
         run_config=tune.RunConfig(
-            name="tune", storage_path=str(Path(out_dir).resolve()), verbose=0, callbacks=[collector]
+            name="tune", storage_path=out_uri, verbose=0, callbacks=[collector]
         ),
     )
     tuner.fit()
-    return [_summary(t, out_dir) for t in collector.trials.values()]
+    return [_summary(t, out_uri) for t in collector.trials.values()]
 
 
 class _Collector:
@@ -104,11 +115,12 @@ class _Collector:
         return Collector()
 
 
-def _summary(trial: Any, out_dir: str) -> TrialSummary:
+def _summary(trial: Any, out_uri: str) -> TrialSummary:
     last = trial.last_result or {}
     metrics = {k: v for k, v in last.items() if isinstance(v, (int, float, str)) and k != "config"}
-    folder = Path(out_dir) / "trials" / trial.trial_id
-    artifact = str(folder) if (folder / "MANIFEST.json").is_file() else None
+    uri = trial_uri(out_uri, trial.trial_id)
+    store = ArtifactStore(uri)
+    artifact = uri if store.exists(f"{uri}/{MANIFEST}") else None
     error = getattr(trial, "error_file", None)
     return TrialSummary(
         trial_id=trial.trial_id, params=dict(trial.config or {}), metrics=metrics,

@@ -23,10 +23,12 @@ class SweepRequest(BaseModel):
     spec: dict[str, Any] = Field(description="The JobSpec, as a mapping.")
     uris: list[str] = Field(default_factory=list, description="Parquet files of the window.")
     rows: list[dict[str, Any]] = Field(default_factory=list, description="Inline rows of the window.")
-    trusted_roots: list[str] = Field(default_factory=list, description="Folders exempt from uri_roots.")
+    trusted_roots: list[str] = Field(
+        default_factory=list, description="Artifact-store roots exempt from uri_roots (streamtune's own inline files)."
+    )
     event_ids: list[str] = Field(default_factory=list, description="Events of the window, for lineage.")
     champion: ChampionRef | None = Field(None, description="Current champion, if any.")
-    out_dir: str = Field(description="Folder for trial artifacts, Tune state and result.json.")
+    out_uri: str = Field(description="Artifact-store URI of the run's folder: trial models, Tune state, result.json.")
 
 
 class TrialSummary(BaseModel):

@@ -1,13 +1,20 @@
-"""Job code shipped with a spec: packed by the submitting client, unpacked safely by the platform.
+"""Job code by URI: a spec's job package, zipped by whoever submits it and kept in the artifact store.
+
+The stored zip holds one wrapper folder around the package (``code/jobs/...``): Ray's runtime_env strips the
+wrapper of a remote ``py_modules`` zip and puts the folder holding the package on ``sys.path``, so the job
+driver, every trial and every Serve replica import the package from the same content-addressed URI.
 
 Example:
     >>> import pathlib, tempfile
+    >>> from streamtune.artifacts.store import ArtifactStore
     >>> src = pathlib.Path(tempfile.mkdtemp()) / "jobs"; src.mkdir()
     >>> _ = (src / "__init__.py").write_text(""); _ = (src / "my_job.py").write_text("X = 1\\n")
-    >>> data = pack_code(src)
-    >>> folder = unpack_code(data, pathlib.Path(tempfile.mkdtemp()))
-    >>> folder.name, sorted(p.name for p in folder.iterdir())
-    ('jobs', ['__init__.py', 'my_job.py'])
+    >>> store = ArtifactStore(tempfile.mkdtemp())
+    >>> uri = store_code(store, pack_code(src))
+    >>> uri.endswith(".zip") and uri == store_code(store, pack_code(src))
+    True
+    >>> import zipfile, io; sorted(zipfile.ZipFile(io.BytesIO(store.get_bytes(uri))).namelist())
+    ['code/jobs/__init__.py', 'code/jobs/my_job.py']
 """
 
 from __future__ import annotations
@@ -15,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from streamtune.artifacts.store import ArtifactStore
 from streamtune.errors import ConfigError
 
+_WRAPPER = "code"
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 MAX_FILES = 5000
@@ -45,25 +53,27 @@ def pack_code(folder: str | Path) -> bytes:
     return buffer.getvalue()
 
 
-def unpack_code(data: bytes, root: str | Path) -> Path:
-    """Unpack a code zip under ``root/<sha256[:16]>/`` and return the package folder; idempotent per content.
+def store_code(store: ArtifactStore, data: bytes) -> str:
+    """Check a package zip from :func:`pack_code`, wrap it for Ray and keep it in ``store``; return its URI.
+
+    The URI is content-addressed (``code/<sha256[:16]>.zip``), so storing the same code twice is a no-op.
 
     Raises:
-        ConfigError: not a zip, no single top-level folder, a path that escapes it, or too large.
+        ConfigError: not a zip, no single top-level package folder, a path that escapes it, or too large.
     """
     archive = _open(data)
-    top = _single_top(archive)
-    dest = Path(root) / hashlib.sha256(data).hexdigest()[:16]
-    if (dest / top).is_dir():
-        return dest / top
-    partial = dest.with_name(dest.name + f".{os.getpid()}.part")
-    shutil.rmtree(partial, ignore_errors=True)
-    archive.extractall(partial)
-    try:
-        partial.rename(dest)
-    except OSError:  # another request unpacked the same content first
-        shutil.rmtree(partial, ignore_errors=True)
-    return dest / top
+    _single_top(archive)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as wrapped:
+        for info in sorted(archive.infolist(), key=lambda i: i.filename):
+            if not info.is_dir():
+                entry = zipfile.ZipInfo(f"{_WRAPPER}/{info.filename}", (1980, 1, 1, 0, 0, 0))
+                wrapped.writestr(entry, archive.read(info), zipfile.ZIP_DEFLATED)
+    body = buffer.getvalue()
+    uri = store.join("code", hashlib.sha256(body).hexdigest()[:16] + ".zip")
+    if not store.exists(uri):
+        store.put_bytes(uri, body)
+    return uri
 
 
 def _open(data: bytes) -> zipfile.ZipFile:

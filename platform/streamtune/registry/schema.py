@@ -1,15 +1,18 @@
-"""The SQLite registry's schema, URL rule and JSON columns (kept apart so ``sql.py`` stays about queries)."""
+"""The registry's schema, its migrations and JSON columns, shared by SQLite and Postgres.
+
+The DDL is written once, in SQLite's words; :meth:`~streamtune.registry.dialect.Dialect.ddl` turns its types
+into another database's (``INTEGER PRIMARY KEY AUTOINCREMENT`` into an identity column, ``REAL`` into
+``DOUBLE PRECISION``, ...). JSON values are stored as text in both, so the queries never differ.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from streamtune.errors import RegistryError
 
 SCHEMA_VERSION = 3
-_URL_RULE = "must be sqlite:///<absolute path> (e.g. sqlite:////home/me/registry.db) or sqlite:///:memory:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -63,40 +66,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN command_id TEXT",
     ),
 }
-
-_POSTGRES_FIX = "use a SQLite URL such as sqlite:////abs/path/registry.db; it is the supported registry"
-
-
-def parse_sqlite_url(url: str) -> str:
-    """Return the database path in a ``sqlite:///`` URL (``":memory:"`` for an in-memory database).
-
-    Raises:
-        RegistryError: the URL is not a SQLite URL with an absolute path, naming the value and the rule.
-
-    Example:
-        >>> parse_sqlite_url("sqlite:////var/lib/st/registry.db")
-        '/var/lib/st/registry.db'
-    """
-    if not isinstance(url, str):
-        raise RegistryError(f'Got "{url!r}" for registry_url; {_URL_RULE}')
-    if url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
-        raise RegistryError(
-            f'Got "{url}" for registry_url; Postgres registries are not supported yet', fix=_POSTGRES_FIX
-        )
-    if url in ("sqlite://", "sqlite:///:memory:"):
-        return ":memory:"
-    if not url.startswith("sqlite:///"):
-        fix = f"use sqlite:///{Path(url).resolve()}" if "://" not in url else None
-        raise RegistryError(f'Got "{url}" for registry_url; {_URL_RULE}', fix=fix)
-    path = url[len("sqlite:///") :]
-    if not path.startswith("/") or path.strip("/") == "":
-        fix = f"use sqlite:///{Path(path).resolve()}" if path.strip("/") else None
-        raise RegistryError(
-            f'Got "{url}" for registry_url; {_URL_RULE} (a relative path would depend on the working '
-            "directory, so the CLI and the controller could open different files)",
-            fix=fix,
-        )
-    return "/" + path.lstrip("/")
 
 
 def _dumps(value: Any, what: str) -> str:
