@@ -32,8 +32,13 @@ def demo(spec: Path = typer.Option(Path("configs/demo.yaml"), help="JobSpec the 
 
 
 @app.command()
-def up(wait: float = typer.Option(60, help="Seconds to wait for the controller to become active.")) -> None:
-    """Start a local Kafka broker, a Ray head with Serve, and a controller daemon; wait until it is active."""
+def up(wait: float = typer.Option(60, help="Seconds to wait for the controller to become active."),
+       workers: int = typer.Option(0, "--workers", envvar="STREAMTUNE_RAY_WORKERS", min=0,
+                                   help="Ray worker nodes to start on this machine beside the head "
+                                        "(each with ports and a custom resource streamtune_node_w<i> of its own).")
+       ) -> None:
+    """Start a local Kafka broker, a Ray head (and worker nodes) with Serve, and a controller daemon; wait until
+    it is active."""
     def _up() -> None:
         from streamtune.embedded import LocalKafka, LocalRay
         from streamtune.registry import open_registry
@@ -42,11 +47,13 @@ def up(wait: float = typer.Option(60, help="Seconds to wait for the controller t
         if settings.auth == "none" and settings.api_host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f'Got "{settings.api_host}" for STREAMTUNE_API_HOST with STREAMTUNE_AUTH=none; '
                               "without tokens the API listens on 127.0.0.1 only")
+        local_ray = LocalRay(settings, detached=True, workers=workers)  # checks the worker count first
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         with console.status("starting Kafka"):
             bootstrap = LocalKafka(settings).start()
-        with console.status("starting Ray head (token auth) and Serve"):
-            LocalRay(settings, detached=True).start()
+        nodes = f"head and {workers} worker node{'s' * (workers != 1)}" if workers else "head"
+        with console.status(f"starting Ray {nodes} (token auth) and Serve"):
+            local_ray.start()
         registry = open_registry(settings.registry_url)
         _ensure_operator_token(settings, registry)
         pid = _start_controller(settings)
@@ -54,7 +61,7 @@ def up(wait: float = typer.Option(60, help="Seconds to wait for the controller t
             holder = _wait_active(registry, pid, wait, settings)
         registry.close()
         auth = f"token in {settings.token_file}" if settings.auth == "token" else "no token (local mode)"
-        console.print(f"Kafka {bootstrap}; Ray jobs {settings.jobs_url}; Serve http://{settings.serve_host}:"
+        console.print(f"Kafka {bootstrap}; Ray {nodes}, jobs {settings.jobs_url}; Serve http://{settings.serve_host}:"
                       f"{settings.serve_port}; API {settings.api_url} ({auth}); controller {holder} (pid {pid}), "
                       f"log {settings.log_dir}/controller.log", highlight=False)
     guard(_up)
@@ -117,7 +124,8 @@ def _alive(pid: int) -> bool:
 
 @app.command()
 def down() -> None:
-    """Stop the controller (it hands its lease over at once), Ray and the local Kafka broker."""
+    """Stop the controller (it hands its lease over at once), every Ray node on this machine and the local Kafka
+    broker."""
     def _down() -> None:
         from streamtune.embedded import LocalKafka, LocalRay
 

@@ -190,6 +190,11 @@ class ServeSpec(_Spec):
     replicas: int = Field(2, ge=1, description="Number of replicas.")
     num_cpus: float = Field(0.25, gt=0, description="CPUs per replica.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica.")
+    max_replicas_per_node: int | None = Field(
+        None, ge=1, le=100,
+        description="Most replicas Ray Serve places on one node (1 spreads them one per node); at least "
+        "replicas / max_replicas_per_node nodes must fit them, or the rest wait. Unset: Serve's default packing.",
+    )
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Canary and rollback settings.")
 
 

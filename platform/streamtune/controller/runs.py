@@ -173,9 +173,12 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _lineage(run: RunRecord, result: SweepResult, spec: JobSpec) -> dict[str, Any]:
+    """What a model version came from; ``node_id`` is the Ray node the winning trial ran on, ``trial_nodes``
+    every trial's node by trial id (None where unknown)."""
     return {
         "run_id": run.run_id, "event_ids": run.event_ids, "offsets": run.offsets, "uris": run.uris,
         "snapshot_fingerprint": result.snapshot.get("fingerprint"), "snapshot_rows": result.snapshot.get("num_rows"),
         "trial_id": result.best.trial_id, "trials": len(result.trials), "trigger_reason": run.reason,
         "code_uri": spec.job.code_uri, "command_id": run.command_id,
+        "node_id": result.best.node_id, "trial_nodes": {t.trial_id: t.node_id for t in result.trials},
     }

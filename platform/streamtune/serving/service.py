@@ -208,7 +208,7 @@ class ModelService:
     def _deployment_options(self) -> dict[str, Any]:
         env = {"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]} if os.environ.get("AWS_ENDPOINT_URL") else {}
         runtime_env = {"py_modules": [ray_uri(self.code_uri)], "env_vars": env}
-        return {
+        options: dict[str, Any] = {
             "num_replicas": self.spec.replicas,
             "ray_actor_options": {
                 "num_cpus": self.spec.num_cpus,
@@ -216,6 +216,9 @@ class ModelService:
                 "runtime_env": runtime_env,
             },
         }
+        if self.spec.max_replicas_per_node is not None:  # unset leaves the options (and their fingerprint) as before
+            options["max_replicas_per_node"] = self.spec.max_replicas_per_node
+        return options
 
     def _wait_ready(
         self, client: BoardClient, desired: ModelRef | None, generation: int | None, timeout_s: float

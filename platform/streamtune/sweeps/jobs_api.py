@@ -21,6 +21,12 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 class RayJobRunner:
     """Runs the sweep driver on a Ray cluster through the Jobs API.
 
+    The driver runs on the head node, so a worker node's death ends only the trials on it, never the sweep:
+    a job that asks for no resources is placed on the head by Ray (2.60 pins it there by the head's node id).
+    On a cluster whose head must not run drivers, ``driver_resources`` names a custom resource of the nodes
+    that may (e.g. ``{"streamtune_head": 0.01}`` on a local cluster, see ``embedded.ray.HEAD_RESOURCE``); the
+    job then asks for it instead.
+
     Example:
         >>> runner = RayJobRunner("http://127.0.0.1:8265")
         >>> runner.entrypoint("s3://b/sales/r-1a2b/request.json")
@@ -29,9 +35,11 @@ class RayJobRunner:
         True
     """
 
-    def __init__(self, jobs_url: str, *, agent_wait_s: float = 60) -> None:
+    def __init__(self, jobs_url: str, *, agent_wait_s: float = 60,
+                 driver_resources: dict[str, float] | None = None) -> None:
         self.jobs_url = jobs_url
         self.agent_wait_s = agent_wait_s
+        self.driver_resources = dict(driver_resources or {})
         self._client = None
 
     @property
@@ -64,6 +72,7 @@ class RayJobRunner:
                 self.client.submit_job(
                     entrypoint=entrypoint, submission_id=run_id, runtime_env=runtime_env,
                     entrypoint_num_cpus=0, entrypoint_num_gpus=0, metadata={"streamtune_run": run_id},
+                    entrypoint_resources=self.driver_resources or None,
                 )
                 return True
             except Exception as exc:  # the Jobs API raises RuntimeError for a duplicate id, among others
@@ -83,6 +92,15 @@ class RayJobRunner:
             if "does not exist" not in str(exc) and "404" not in str(exc):
                 log.warning("status of Ray Job %s unavailable: %s", run_id, exc)
             return None
+
+    def driver_node(self, run_id: str) -> str | None:
+        """The Ray node id the job's driver runs (or ran) on; None if unknown."""
+        try:
+            node = self.client.get_job_info(run_id).driver_node_id
+        except Exception as exc:
+            log.warning("info of Ray Job %s unavailable: %s", run_id, exc)
+            return None
+        return str(node) if node else None
 
     def logs_tail(self, run_id: str, lines: int = 30) -> str:
         """The last lines of the job's driver log."""

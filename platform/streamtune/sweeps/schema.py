@@ -40,6 +40,10 @@ class TrialSummary(BaseModel):
     iterations: int = Field(0, description="Report steps the trial made before it ended or was pruned.")
     artifact_uri: str | None = Field(None, description="Saved model, if the trial finished.")
     error: str | None = Field(None, description="Why the trial failed, if it did.")
+    node_id: str | None = Field(
+        None, description="Ray node the trial ran on: as of its last report, else the node its error names "
+        "(a trial lost with its node); None if unknown."
+    )
 
 
 class HoldoutScores(BaseModel):
