@@ -88,9 +88,16 @@ def _pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+# The Ray releases the whole suite (both phases) has passed on; the pin may admit only these minor releases,
+# and the images use the newest. Add a version here only after running `make test` on it.
+TESTED_RAY = ("2.59.0", "2.60.0")
+
+
 def _ray_pin() -> str:
-    """The Ray version the images and the RayCluster use: the ray requirement's exact pin, or its lower bound
-    when it pins one minor release (``>=2.60.0,<2.61``)."""
+    """The Ray version the images and the RayCluster use: the newest tested release the ray requirement admits.
+
+    The requirement must be an exact pin, or a range from a tested release up to (not including) the minor
+    release after the newest tested one (``>=2.59.0,<2.61``)."""
     from packaging.requirements import Requirement
     from packaging.version import Version
 
@@ -98,13 +105,14 @@ def _ray_pin() -> str:
     exact = [s.version for s in req.specifier if s.operator == "=="]
     lower = [s.version for s in req.specifier if s.operator == ">="]
     upper = [s.version for s in req.specifier if s.operator == "<"]
+    newest = Version(max(TESTED_RAY, key=Version))
     if not exact:
         assert lower and upper, f"pyproject.toml's {req} must pin ray (==X.Y.Z or >=X.Y.Z,<X.Y+1)"
-        lo = Version(lower[0])
-        assert Version(upper[0]) <= Version(f"{lo.major}.{lo.minor + 1}"), f"{req} spans more than one minor release"
-    version = (exact or lower)[0]
-    assert version in req.specifier, f"{version} does not satisfy {req}"
-    return version
+        assert lower[0] in TESTED_RAY, f"{req} admits untested releases below {min(TESTED_RAY, key=Version)}"
+        assert Version(upper[0]) <= Version(f"{newest.major}.{newest.minor + 1}"), f"{req} admits untested releases"
+    admitted = [v for v in TESTED_RAY if v in req.specifier]
+    assert admitted, f"{req} admits none of the tested releases {TESTED_RAY}"
+    return max(admitted, key=Version)
 
 
 def _pod_templates(raycluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
