@@ -407,6 +407,55 @@ class RegistryConformance:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    # -- spec health, deletion, attempts, queues, seen keys (reliability) ------------------------------
+
+    def test_spec_health_counts_failures_and_recovery_clears_them(self, registry: Registry) -> None:
+        registry.put_spec(make_spec())
+        first = registry.set_spec_health("ctr", error="job.code missing", retry_at=100.0)
+        second = registry.set_spec_health("ctr", error="still missing", retry_at=200.0)
+        assert (first.failures, second.failures, second.error, second.retry_at) == (1, 2, "still missing", 200.0)
+        assert second.state == "error" and registry.get_spec("ctr").failures == 2
+        healed = registry.set_spec_health("ctr", error=None)
+        assert (healed.error, healed.failures, healed.retry_at, healed.state) == (None, 0, None, "active")
+        with pytest.raises(RegistryError, match='"ghost"'):
+            registry.set_spec_health("ghost", error="x")
+
+    def test_delete_spec_keeps_runs_and_models_and_drops_its_window_and_seen_keys(self, registry: Registry) -> None:
+        from streamtune.registry import SeenKey
+
+        registry.put_spec(make_spec())
+        run = make_run()
+        registry.commit_window("g", {}, {"ctr": {"events": []}}, [run],
+                               seen=[SeenKey(spec_name="ctr", key="id:e0", run_id=run.run_id)])
+        register(registry, "ctr", run.run_id)
+        assert registry.delete_spec("ctr") and not registry.delete_spec("ctr")
+        assert registry.get_spec("ctr") is None and registry.load_windows() == {}
+        assert registry.seen_keys("ctr", ["id:e0"]) == set()
+        assert registry.get_run(run.run_id) is not None and registry.get_model("ctr", 1) is not None
+
+    def test_seen_keys_are_per_spec_idempotent_and_purged_by_age(self, registry: Registry) -> None:
+        from streamtune.registry import SeenKey
+
+        old, new = SeenKey(spec_name="a", key="uri:/d/1", run_id="r-1", first_seen=10.0), \
+            SeenKey(spec_name="a", key="id:e2", run_id="r-2", first_seen=time.time())
+        registry.commit_window("g", {}, {}, [], seen=[old, new])
+        registry.commit_window("g", {}, {}, [], seen=[old.model_copy(update={"run_id": "r-9"})])  # no-op
+        keys = [f"id:e{i}" for i in range(700)] + ["uri:/d/1"]  # more keys than one query takes
+        assert registry.seen_keys("a", keys) == {"uri:/d/1", "id:e2"} and registry.seen_keys("b", keys) == set()
+        assert registry.purge_seen(older_than=100.0) == 1
+        assert registry.seen_keys("a", keys) == {"id:e2"}
+
+    def test_runs_keep_their_attempts_and_list_oldest_first_for_a_queue(self, registry: Registry) -> None:
+        from streamtune.registry import RunAttempt
+
+        now = time.time()
+        runs = [make_run(first=10 * i, last=10 * i + 9, created_at=now + i) for i in range(3)]
+        registry.commit_window("g", {}, {}, runs)
+        failed = RunAttempt(attempt=1, submission_id=runs[0].run_id, error="RuntimeError: boom", started_at=now)
+        updated = registry.update_run(runs[0].run_id, attempt=2, attempts=[failed], retry_at=now + 30)
+        assert updated.submission_id == f"{runs[0].run_id}-a2" and registry.get_run(runs[0].run_id) == updated
+        assert [r.run_id for r in registry.list_runs(oldest_first=True, limit=2)] == [runs[0].run_id, runs[1].run_id]
+
     def test_closed_registry_raises(self, registry: Registry) -> None:
         with registry as reg:
             reg.put_spec(make_spec("x"))

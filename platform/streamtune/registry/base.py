@@ -34,6 +34,7 @@ from streamtune.registry.records import (
     OffsetReset,
     RunRecord,
     RunStatus,
+    SeenKey,
     SpecRecord,
 )
 
@@ -78,6 +79,23 @@ class Registry(ABC):
         """
 
     @abstractmethod
+    def set_spec_health(self, name: str, *, error: str | None, retry_at: float | None = None) -> SpecRecord:
+        """Record that the controller could not advance spec ``name`` (``error``; retry after ``retry_at``), which
+        counts one more failure, or that it recovered (``error=None``: error, failures and retry_at cleared).
+
+        Raises:
+            RegistryError: no spec has that name.
+        """
+
+    @abstractmethod
+    def delete_spec(self, name: str) -> bool:
+        """Remove spec ``name`` with its open window and seen keys; its runs, models and aliases stay.
+
+        Returns:
+            False if no spec had that name.
+        """
+
+    @abstractmethod
     def get_spec(self, name: str) -> SpecRecord | None:
         """Return the spec stored under ``name``, or None."""
 
@@ -94,8 +112,9 @@ class Registry(ABC):
         offsets: dict[tuple[str, int], int],
         windows: dict[str, dict[str, Any] | None],
         new_runs: list[RunRecord],
+        seen: list[SeenKey] | None = None,
     ) -> list[str]:
-        """Store offsets, window state and new runs in ONE transaction: all of it, or none.
+        """Store offsets, window state, new runs and seen keys in ONE transaction: all of it, or none.
 
         Args:
             group: Kafka consumer group the offsets belong to.
@@ -105,6 +124,8 @@ class Registry(ABC):
                 deletes it. Keys not given are left alone.
             new_runs: Runs to insert. A run whose ``run_id`` exists is skipped (idempotent replay), but
                 one whose dataset or offsets differ from the stored run's raises, since its id collides.
+            seen: Event ids and normalized URIs of the closed windows, for deduplication across windows;
+                a key already stored for its spec is left as it is.
 
         Returns:
             The run ids actually inserted, in the order given.
@@ -121,6 +142,24 @@ class Registry(ABC):
             >>> reg.commit_window("g", {("d", 0): 10}, {}, [run]), reg.load_offsets("g")
             ([], {('d', 0): 10})
         """
+
+    @abstractmethod
+    def seen_keys(self, spec_name: str, keys: list[str]) -> set[str]:
+        """Return which of ``keys`` spec ``spec_name`` has already seen in a closed window.
+
+        Example:
+            >>> from streamtune.registry import RunRecord, SeenKey, open_registry
+            >>> reg = open_registry("sqlite:///:memory:")
+            >>> run = RunRecord(run_id="r-1", spec_name="ctr", dataset="d", offsets={"t:0": [0, 0]})
+            >>> _ = reg.commit_window("g", {("t", 0): 1}, {}, [run], seen=[SeenKey(spec_name="ctr", key="id:e1",
+            ...                                                                  run_id="r-1")])
+            >>> reg.seen_keys("ctr", ["id:e1", "id:e2"]), reg.seen_keys("other", ["id:e1"])
+            ({'id:e1'}, set())
+        """
+
+    @abstractmethod
+    def purge_seen(self, older_than: float) -> int:
+        """Forget seen keys first seen before ``older_than`` (Unix time); return how many were forgotten."""
 
     @abstractmethod
     def load_offsets(self, group: str) -> dict[tuple[str, int], int]:
@@ -165,8 +204,10 @@ class Registry(ABC):
         spec_name: str | None = None,
         status: RunStatus | str | list[RunStatus | str] | None = None,
         limit: int = 100,
+        *,
+        oldest_first: bool = False,
     ) -> list[RunRecord]:
-        """Return runs, newest first, optionally only those of one spec and of the given status(es).
+        """Return runs, newest first (oldest first for a queue), optionally of one spec and of given status(es).
 
         Raises:
             RegistryError: ``status`` names no :class:`RunStatus`, or ``limit`` is below 1.

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from streamtune.config.jobspec import JobSpec
 
 __all__ = [
-    "TERMINAL_STATUSES", "AliasEvent", "ApiToken", "Lease", "ModelVersion", "OffsetReset", "RunRecord", "RunStatus",
+    "TERMINAL_STATUSES", "AliasEvent", "ApiToken", "Lease", "RunAttempt", "SeenKey", "ModelVersion", "OffsetReset", "RunRecord", "RunStatus",
     "SpecRecord", "run_id_for",
 ]
 
@@ -65,6 +65,18 @@ def _check_offsets(value: dict[str, list[int]]) -> dict[str, list[int]]:
     return value
 
 
+class RunAttempt(BaseModel):
+    """One attempt of a run that ended without a result: its Ray Job and why it failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(ge=1, description="Attempt number, 1 for the first.")
+    submission_id: str = Field(description="The attempt's Ray Job id.")
+    error: str = Field(description="Why the attempt failed: the exception's type and message.")
+    started_at: float | None = Field(None, description="Unix time it was submitted.")
+    ended_at: float = Field(default_factory=time.time, description="Unix time it was found failed.")
+
+
 class RunRecord(BaseModel):
     """One run: a closed trigger window, the sweep it started, and what became of it.
 
@@ -100,6 +112,23 @@ class RunRecord(BaseModel):
     command_id: str | None = Field(
         None, description="The command that asked for this run (a manual run), or None for a trigger window."
     )
+    attempt: int = Field(1, ge=1, description="The current attempt; each is a Ray Job of its own.")
+    attempts: list[RunAttempt] = Field(
+        default_factory=list, description="Earlier attempts that failed, oldest first, each with its reason."
+    )
+    retry_at: float | None = Field(
+        None, description="Unix time the next attempt may start (backoff after a failed attempt); None: now."
+    )
+
+    @property
+    def submission_id(self) -> str:
+        """The Ray Job id of the current attempt: the run id for the first, ``<run_id>-a<N>`` after.
+
+        Example:
+            >>> RunRecord(run_id="r-1", spec_name="s", dataset="d", attempt=3).submission_id
+            'r-1-a3'
+        """
+        return self.run_id if self.attempt == 1 else f"{self.run_id}-a{self.attempt}"
 
     @field_validator("offsets")
     @classmethod
@@ -201,6 +230,27 @@ class SpecRecord(BaseModel):
         False, description="True while paused: windows still close into pending runs, none is started."
     )
     updated_at: float = Field(default_factory=time.time, description="Unix time of the last change.")
+    error: str | None = Field(
+        None, description="Why the controller could not advance this spec the last time; None while healthy."
+    )
+    failures: int = Field(0, ge=0, description="Failed turns in a row; the backoff doubles with each.")
+    retry_at: float | None = Field(None, description="Unix time the controller tries this spec again after an error.")
+
+    @property
+    def state(self) -> str:
+        """``paused``, ``error`` or ``active``."""
+        return "paused" if self.paused else ("error" if self.error else "active")
+
+
+class SeenKey(BaseModel):
+    """An event id or a normalized data URI that a spec has already trained on (cross-window dedupe)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec_name: str = Field(description="The spec that saw it; another spec on the same dataset trains on it too.")
+    key: str = Field(description='"id:<event id>" or "uri:<normalized uri>".')
+    run_id: str = Field(description="The run whose window held it.")
+    first_seen: float = Field(default_factory=time.time, description="Unix time its window closed.")
 
 
 class Lease(BaseModel):

@@ -12,12 +12,13 @@ from typing import Any
 
 from streamtune.errors import RegistryError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS specs (
-    name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0);
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, updated_at REAL NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
+    error TEXT, failures INTEGER NOT NULL DEFAULT 0, retry_at REAL);
 CREATE TABLE IF NOT EXISTS consumer_offsets (
     grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     updated_at REAL NOT NULL, PRIMARY KEY (grp, topic, part));
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, event_ids TEXT NOT NULL,
     offsets TEXT NOT NULL, num_rows INTEGER NOT NULL, uris TEXT NOT NULL, created_at REAL NOT NULL,
     updated_at REAL NOT NULL, sweep TEXT, gate TEXT, model_version INTEGER, error TEXT,
-    timings TEXT NOT NULL, command_id TEXT);
+    timings TEXT NOT NULL, command_id TEXT, attempt INTEGER NOT NULL DEFAULT 1, attempts TEXT NOT NULL DEFAULT '[]',
+    retry_at REAL);
 CREATE INDEX IF NOT EXISTS runs_by_spec ON runs (spec_name, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS models (
@@ -56,6 +58,10 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
     created_at REAL NOT NULL, revoked_at REAL);
 CREATE INDEX IF NOT EXISTS api_tokens_by_name ON api_tokens (name, revoked_at);
+CREATE TABLE IF NOT EXISTS seen_keys (
+    spec_name TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL, first_seen REAL NOT NULL,
+    PRIMARY KEY (spec_name, key));
+CREATE INDEX IF NOT EXISTS seen_keys_by_age ON seen_keys (first_seen);
 """
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -64,6 +70,15 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE specs ADD COLUMN paused INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE runs ADD COLUMN command_id TEXT",
+    ),
+    # version 3 -> 4: run attempts and their backoff, spec health (error, failures, backoff); seen_keys is new.
+    4: (
+        "ALTER TABLE specs ADD COLUMN error TEXT",
+        "ALTER TABLE specs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE specs ADD COLUMN retry_at REAL",
+        "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE runs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE runs ADD COLUMN retry_at REAL",
     ),
 }
 

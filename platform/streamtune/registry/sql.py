@@ -28,14 +28,14 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
 from streamtune.registry.dialect import Row, Tx, insert_sql, upsert_sql
-from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SeenKey, SpecRecord
 from streamtune.registry.schema import _dumps, _loads
 from streamtune.registry.sql_control import _OFFSET_UPSERT, SqlControl
 
 __all__ = ["SqlStore"]
 
 _RUN_COLUMNS = tuple(RunRecord.model_fields)
-_JSON_RUN_COLUMNS = frozenset({"event_ids", "offsets", "uris", "sweep", "gate", "timings"})
+_JSON_RUN_COLUMNS = frozenset({"event_ids", "offsets", "uris", "sweep", "gate", "timings", "attempts"})
 _IMMUTABLE_RUN_FIELDS = frozenset({"run_id", "dataset", "offsets", "created_at"})
 _MODEL_COLUMNS = tuple(ModelVersion.model_fields)
 _MODEL_BY_RUN = "SELECT * FROM models WHERE name = ? AND run_id = ?"
@@ -43,6 +43,7 @@ _MODEL_BY_VERSION = "SELECT * FROM models WHERE name = ? AND version = ?"
 _ALIAS_VERSION = "SELECT version FROM aliases WHERE name = ? AND alias = ?"
 _SPEC = "SELECT * FROM specs WHERE name = ?"
 _SPEC_UPSERT = upsert_sql("specs", ("name", "spec", "updated_at"), key=("name",))  # paused stays as it was
+_SEEN_INSERT = insert_sql("seen_keys", ("spec_name", "key", "run_id", "first_seen"), ignore=("spec_name", "key"))
 _RUN_INSERT = insert_sql("runs", _RUN_COLUMNS, ignore=("run_id",))
 _OFFSETS = "SELECT topic, part, next_offset FROM consumer_offsets WHERE grp = ?"
 _WINDOW_UPSERT = upsert_sql("windows", ("key", "state", "updated_at"), key=("key",))
@@ -96,6 +97,26 @@ class SqlStore(SqlControl, Registry):
                 raise RegistryError(f'Got "{name}" for spec; no spec of that name is stored')
             return self._spec_from(self._must(tx.one(_SPEC, (name,))))
 
+    def set_spec_health(self, name: str, *, error: str | None, retry_at: float | None = None) -> SpecRecord:
+        """Record a spec's failed turn (``error``, and when to try again) or its recovery (``error=None``)."""
+        with self._tx() as tx:
+            if error is None:
+                done = tx.run("UPDATE specs SET error = NULL, failures = 0, retry_at = NULL WHERE name = ?", (name,))
+            else:
+                done = tx.run("UPDATE specs SET error = ?, failures = failures + 1, retry_at = ? WHERE name = ?",
+                              (error, retry_at, name))
+            if done != 1:
+                raise RegistryError(f'Got "{name}" for spec; no spec of that name is stored')
+            return self._spec_from(self._must(tx.one(_SPEC, (name,))))
+
+    def delete_spec(self, name: str) -> bool:
+        """Remove a spec, its open window and its seen keys; its runs and models stay. False if there was none."""
+        with self._tx() as tx:
+            gone = tx.run("DELETE FROM specs WHERE name = ?", (name,)) == 1
+            tx.run("DELETE FROM windows WHERE key = ?", (name,))
+            tx.run("DELETE FROM seen_keys WHERE spec_name = ?", (name,))
+            return gone
+
     def get_spec(self, name: str) -> SpecRecord | None:
         """Return the spec stored under ``name``, or None."""
         rows = self._query(_SPEC, (name,))
@@ -112,7 +133,8 @@ class SqlStore(SqlControl, Registry):
         except ValidationError as exc:
             raise RegistryError(f"stored spec {row['name']} is no longer a valid JobSpec: {exc}",
                                 fix="submit it again") from None
-        return SpecRecord(name=row["name"], spec=spec, paused=bool(row["paused"]), updated_at=row["updated_at"])
+        return SpecRecord(name=row["name"], spec=spec, paused=bool(row["paused"]), updated_at=row["updated_at"],
+                          error=row["error"], failures=row["failures"], retry_at=row["retry_at"])
 
     # -- the exactly-once core ---------------------------------------------------------------------
 
@@ -122,14 +144,31 @@ class SqlStore(SqlControl, Registry):
         offsets: dict[tuple[str, int], int],
         windows: dict[str, dict[str, Any] | None],
         new_runs: list[RunRecord],
+        seen: list[SeenKey] | None = None,
     ) -> list[str]:
-        """Store offsets, window state and new runs atomically (see :meth:`Registry.commit_window`)."""
+        """Store offsets, window state, new runs and seen keys atomically (see :meth:`Registry.commit_window`)."""
         window_rows = [(k, _dumps(v, f"window {k}") if v else None) for k, v in windows.items()]
         run_rows = [self._run_row(run) for run in new_runs]
         with self._tx() as tx:
             self._upsert_offsets(tx, group, offsets)
             self._write_windows(tx, window_rows)
-            return self._insert_runs(tx, run_rows)
+            inserted = self._insert_runs(tx, run_rows)
+            tx.many(_SEEN_INSERT, [(k.spec_name, k.key, k.run_id, k.first_seen) for k in seen or ()])
+            return inserted
+
+    def seen_keys(self, spec_name: str, keys: list[str]) -> set[str]:
+        """Return which of ``keys`` spec ``spec_name`` has already seen in a closed window."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):  # stay under every database's parameter limit
+            chunk = keys[start:start + 500]
+            sql = f"SELECT key FROM seen_keys WHERE spec_name = ? AND key IN ({', '.join('?' * len(chunk))})"
+            found.update(r["key"] for r in self._query(sql, (spec_name, *chunk)))
+        return found
+
+    def purge_seen(self, older_than: float) -> int:
+        """Forget seen keys first seen before ``older_than`` (Unix time); return how many."""
+        with self._tx() as tx:
+            return tx.run("DELETE FROM seen_keys WHERE first_seen < ?", (older_than,))
 
     @staticmethod
     def _upsert_offsets(tx: Tx, group: str, offsets: dict[tuple[str, int], int]) -> None:
@@ -204,8 +243,10 @@ class SqlStore(SqlControl, Registry):
         spec_name: str | None = None,
         status: RunStatus | str | list[RunStatus | str] | None = None,
         limit: int = 100,
+        *,
+        oldest_first: bool = False,
     ) -> list[RunRecord]:
-        """Return runs newest first, filtered by spec and status (see :meth:`Registry.list_runs`)."""
+        """Return runs newest (or oldest) first, filtered by spec and status (see :meth:`Registry.list_runs`)."""
         if limit < 1:
             raise RegistryError(f'Got "{limit}" for limit; must be at least 1')
         where, params = [], []
@@ -217,7 +258,8 @@ class SqlStore(SqlControl, Registry):
             where.append(f"status IN ({', '.join('?' * len(values))})")
             params.extend(values)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        sql = f"SELECT * FROM runs {clause}ORDER BY created_at DESC, seq DESC LIMIT ?"
+        order = "ASC" if oldest_first else "DESC"
+        sql = f"SELECT * FROM runs {clause}ORDER BY created_at {order}, seq {order} LIMIT ?"
         return [self._run_from(r) for r in self._query(sql, (*params, limit))]
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
