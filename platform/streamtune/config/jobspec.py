@@ -31,8 +31,20 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ColumnSpec(_Spec):
+    """One column of a dataset's schema."""
+
+    type: str = Field(
+        description="Arrow type name, e.g. 'double', 'int64', 'string', 'bool', 'timestamp[us]' "
+        "(as pyarrow prints it: str(pa.float64()) == 'double')."
+    )
+    nullable: bool = Field(True, description="Whether the column may hold nulls.")
+
+
 class DatasetSpec(_Spec):
     """The dataset a job trains on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str = Field(description="Dataset name that events carry in their `dataset` field.", pattern=_NAME)
     label: str = Field(description="Name of the label column.")
@@ -40,7 +52,12 @@ class DatasetSpec(_Spec):
     uri_roots: list[str] = Field(
         default_factory=list,
         description="Allowed URI prefixes for data files (e.g. '/data/sales/', 's3://bucket/sales/'). "
-        "Empty allows any path.",
+        "Empty allows only the platform's own data folder.",
+    )
+    schema_: dict[str, ColumnSpec] | None = Field(
+        None, alias="schema",
+        description="Column -> Arrow type and nullability. When unset, the controller pins it from the first "
+        "window and stores it with the spec; inline rows are checked against it per event.",
     )
     slice_column: str | None = Field(None, description="Column whose values define slices for per-slice checks.")
 
@@ -56,8 +73,12 @@ class TriggerSpec(_Spec):
     on_running: Literal["queue", "skip", "replace"] = Field(
         "queue", description="What to do with a new window while a run of this spec is running."
     )
+    dedupe_for: float = Field(
+        7 * 86400.0,
+        description='How long event ids and data URIs are remembered across windows, to drop repeats; e.g. "7d".',
+    )
 
-    @field_validator("max_wait", mode="before")
+    @field_validator("max_wait", "dedupe_for", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -130,8 +151,20 @@ class SweepSpec(_Spec):
     grace_period: int = Field(5, ge=1, description="Steps before ASHA may stop a trial.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-trial resources.")
     seed: int | None = Field(0, description="Sampler seed; null for a random one.")
-    time_budget: float | None = Field(None, description='Wall-clock limit of the sweep, e.g. "15m".')
+    time_budget: float | None = Field(
+        3600.0, description='Wall-clock limit of the sweep, e.g. "15m"; the run fails with that reason after it. '
+        "null for none."
+    )
+    retries: int = Field(2, ge=0, le=20, description="Attempts after a failed one, each a new Ray Job.")
+    retry_backoff: float = Field(
+        30.0, description='Wait before the first retry, doubling after each; a duration like "30s".'
+    )
     space: dict[str, ParamSpec] = Field(description="Search space: parameter name -> distribution.")
+
+    @field_validator("retry_backoff", mode="before")
+    @classmethod
+    def _backoff(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("time_budget", mode="before")
     @classmethod
