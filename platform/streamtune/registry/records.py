@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from streamtune.config.jobspec import JobSpec
 
 __all__ = [
-    "TERMINAL_STATUSES", "AliasEvent", "ApiToken", "Lease", "RunAttempt", "SeenKey", "ModelVersion", "OffsetReset", "RunRecord", "RunStatus",
-    "SpecRecord", "run_id_for",
+    "TERMINAL_STATUSES", "AliasEvent", "ApiToken", "Lease", "ModelVersion", "OffsetReset", "RunAttempt", "RunRecord",
+    "RunStatus", "SeenKey", "SpecRecord", "run_id_for",
 ]
 
 
