@@ -18,6 +18,8 @@ import signal
 
 ENV = "STREAMTUNE_KILL_AT"
 POINTS = (
+    "ingest.after_parquet",  # a closed window's inline rows written to the store, nothing else done
+    "ingest.after_dead_letter",  # refused records acknowledged by the dead-letter topic, offsets not stored
     "ingest.before_commit",  # events polled and windows updated in memory, nothing stored yet
     "ingest.after_commit",  # offsets, windows and new runs stored, Kafka's hint not committed yet
     "runs.after_submit",  # the Ray Job is submitted, the run not yet marked submitted

@@ -433,6 +433,18 @@ class RegistryConformance:
         assert registry.seen_keys("ctr", ["id:e0"]) == set()
         assert registry.get_run(run.run_id) is not None and registry.get_model("ctr", 1) is not None
 
+    def test_count_runs_gives_the_queue_depth_per_spec_beyond_any_list_limit(self, registry: Registry) -> None:
+        runs = [make_run(first=10 * i, last=10 * i + 9) for i in range(5)]
+        runs.append(make_run(dataset="views", spec_name="other"))
+        registry.commit_window("g", {}, {}, runs)
+        registry.update_run(runs[0].run_id, status=RunStatus.RUNNING)
+        assert registry.count_runs("ctr", RunStatus.PENDING) == 4
+        assert registry.count_runs("ctr", ["pending", "running"]) == 5
+        assert registry.count_runs("other", "pending") == 1 and registry.count_runs("ghost", "pending") == 0
+        assert registry.count_runs() == 6
+        with pytest.raises(RegistryError, match='"nope"'):
+            registry.count_runs("ctr", "nope")
+
     def test_seen_keys_are_per_spec_idempotent_and_purged_by_age(self, registry: Registry) -> None:
         from streamtune.registry import SeenKey
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def _spec(topic):
     return JobSpec.parse({
-        "name": "demo", "dataset": {"name": "sales", "label": "y"},
+        "name": "demo", "dataset": {"name": "sales", "label": "y", "uri_roots": ["/d"]},
         "trigger": {"topic": topic, "min_rows": 300, "max_wait": "10m"},
         "job": {"entrypoint": "jobs.tabular_gbdt:Job"},
         "sweep": {"metric": "rmse", "mode": "min", "space": {"a": {"type": "int", "low": 1, "high": 3}}},

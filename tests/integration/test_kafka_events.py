@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from conformance.event_source_suite import EventSourceConformance
 from conformance.event_source_suite import drain as _drain
 from streamtune.events import DataArrival, EventProducer, KafkaEventSource
+from streamtune.events.dlq import DeadLetter
 from streamtune.events.source import ERROR_HEADER
 from streamtune.runtime.kafka import ensure_topic
 
@@ -74,7 +75,9 @@ def test_dead_letter_topic_gets_bad_records_with_reason(kafka_bootstrap: str) ->
         producer.publish_raw(BAD_SCHEMA, topic)
     with KafkaEventSource(kafka_bootstrap, [topic], _group(), dead_letter_topic=dlq) as source:
         records = _drain(source, 3)
-    reasons = [r.error for r in records if not r.ok]
+        reasons = [r.error for r in records if not r.ok]
+        # the source only returns bad records; the caller dead-letters them and waits for the acks
+        source.dead_letter([DeadLetter(r, r.error or "") for r in records if not r.ok])
 
     reader = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
     try:
@@ -148,6 +151,24 @@ class _KafkaStream:
         self.bootstrap, self.topic = bootstrap, _topic(bootstrap)
         self.prefix = _group()
         self.assign = assign
+        self.dlq = _topic(bootstrap)
+
+    def dead_letters(self) -> list[tuple[bytes | None, dict[str, bytes]]]:
+        """Everything on the dead-letter topic so far: value and headers, in order."""
+        reader = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            tp = TopicPartition(self.dlq, 0)
+            reader.assign([tp])
+            end = reader.end_offsets([tp])[tp]
+            reader.seek_to_beginning()
+            out: list[tuple[bytes | None, dict[str, bytes]]] = []
+            deadline = time.monotonic() + 20
+            while len(out) < end and time.monotonic() < deadline:
+                for batch in reader.poll(timeout_ms=500).values():
+                    out.extend((m.value, dict(m.headers)) for m in batch)
+            return out
+        finally:
+            reader.close()
 
     def append(self, values: list[bytes | None]) -> None:
         with EventProducer(self.bootstrap) as producer:
@@ -156,7 +177,7 @@ class _KafkaStream:
 
     def open(self, start_offsets=None, group=None) -> KafkaEventSource:
         return KafkaEventSource(self.bootstrap, [self.topic], f"{self.prefix}-{group or uuid.uuid4().hex[:6]}",
-                                start_offsets=start_offsets, assign=self.assign)
+                                start_offsets=start_offsets, assign=self.assign, dead_letter_topic=self.dlq)
 
 
 class TestKafkaEventSourceConformance(EventSourceConformance):

@@ -96,7 +96,8 @@ def test_one_sweep_runs_trials_on_both_nodes_and_records_each_trials_node(ray_se
     out = tmp_path / run_id
     out.mkdir()
     uris = write_batch(tmp_path / "data", 2, 3000, drift=0.0, seed=11)
-    request = SweepRequest(run_id=run_id, spec=spec.model_dump(mode="json"), uris=uris, out_uri=str(out))
+    request = SweepRequest(run_id=run_id, spec=spec.model_dump(mode="json"), uris=uris, out_uri=str(out),
+                           trusted_roots=[str(tmp_path)])  # the test's data folder is the platform's
     (out / "request.json").write_text(request.model_dump_json())
     code = stored_code(spec.code_dir(), tmp_path / "store")
     started = time.monotonic()

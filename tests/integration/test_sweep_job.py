@@ -11,6 +11,7 @@ from streamtune.config import load_jobspec
 from streamtune.dev.synthetic import write_batch
 from streamtune.registry.manifest import verify_manifest
 from streamtune.sweeps import ChampionRef, RayJobRunner, SweepRequest, SweepResult
+from streamtune.sweeps.failures import JobFailure
 
 pytestmark = pytest.mark.integration
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def _submit(runner, tmp, run_id, spec, uris, champion=None):
     out = tmp / run_id
     out.mkdir(parents=True)
     req = SweepRequest(run_id=run_id, spec=spec.model_dump(mode="json"), uris=uris, out_uri=str(out),
-                       champion=champion)
+                       champion=champion, trusted_roots=[str(tmp)])  # the test's data folder is the platform's
     (out / "request.json").write_text(req.model_dump_json())
     assert runner.submit(run_id, str(out / "request.json"), _code(tmp, spec)) is True
     return out
@@ -77,3 +78,24 @@ def test_a_failing_sweep_is_reported_failed(ray_services, tmp_path):
     _submit(runner, tmp_path, run_id, spec, [str(tmp_path / "missing.parquet")])
     assert _wait(runner, run_id) == "FAILED"
     assert "DataError" in runner.logs_tail(run_id, 40)
+    failure = JobFailure.model_validate_json((tmp_path / run_id / "error.json").read_text())
+    assert failure.type == "DataError" and failure.headline.startswith("DataError: ") and failure.retryable
+    assert "Traceback (most recent call last)" in failure.traceback
+    assert runner.logs(run_id).rstrip().splitlines()[-1] == failure.headline
+
+
+def test_trial_resources_the_cluster_lacks_fail_the_job_fast_with_that_reason(ray_services, tmp_path):
+    spec = load_jobspec(ROOT / "configs" / "demo.yaml")
+    sweep = spec.sweep.model_copy(update={"resources": spec.sweep.resources.model_copy(update={"gpu": 64.0})})
+    spec = spec.model_copy(update={"sweep": sweep})
+    runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
+    uris = write_batch(tmp_path / "b1", 1, 200, drift=0.0, seed=3)
+    run_id = "r-sweeptestgpu0001"
+    started = time.monotonic()
+    _submit(runner, tmp_path, run_id, spec, uris)
+    assert _wait(runner, run_id, timeout=90) == "FAILED"  # never a hang waiting for GPUs that do not exist
+    assert time.monotonic() - started < 90
+    failure = JobFailure.model_validate_json((tmp_path / run_id / "error.json").read_text())
+    assert failure.headline.startswith("InfeasibleResources: trial needs {'GPU': 64.0}; no node of the cluster "
+                                       "has that: nodes have CPU up to"), failure.headline
+    assert failure.retryable is False

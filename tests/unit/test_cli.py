@@ -45,6 +45,8 @@ VERBS = [
     ["status"], ["runs"], ["models"], ["commands"], ["history", "m"], ["submit", SPEC], ["pause", "m"],
     ["resume", "m"], ["promote", "m", "1"], ["rollback", "m"], ["cancel", "r-1"], ["run-now", "m"],
     ["token", "create", "ana"], ["token", "list"], ["token", "revoke", "ana"],
+    ["specs"], ["spec", "pause", "m"], ["spec", "resume", "m"], ["spec", "delete", "m", "--force"],
+    ["runs", "retry", "r-1"], ["runs", "logs", "r-1"], ["runs", "logs", "r-1", "--attempt", "2"],
 ]
 
 

@@ -70,12 +70,15 @@ def test_snapshot_reads_files_fingerprints_and_splits_reproducibly(tmp_path):
 
 def test_snapshot_rejects_files_outside_roots_and_missing_labels(tmp_path):
     uri = _write(tmp_path, "p.parquet", make_sales(10))
-    with pytest.raises(DataError, match="must lie under dataset.uri_roots"):
+    with pytest.raises(DataError, match="it must lie under /elsewhere/"):
         Snapshot.from_parts(DatasetSpec(name="s", label="sales", uri_roots=["/elsewhere/"]), [uri])
+    with pytest.raises(DataError, match="it must lie under"):  # no uri_roots: the platform's own folders only
+        Snapshot.from_parts(DatasetSpec(name="s", label="sales"), [uri], platform_roots=["/srv/streamtune"])
     with pytest.raises(DataError, match='label "target" is missing'):
-        Snapshot.from_parts(DatasetSpec(name="s", label="target"), [uri])
+        Snapshot.from_parts(DatasetSpec(name="s", label="target"), [uri], platform_roots=[str(tmp_path)])
     with pytest.raises(DataError, match="cannot read"):
-        Snapshot.from_parts(DatasetSpec(name="s", label="sales"), [str(tmp_path / "nope.parquet")])
+        Snapshot.from_parts(DatasetSpec(name="s", label="sales"), [str(tmp_path / "nope.parquet")],
+                            platform_roots=[str(tmp_path)])
 
 
 class TestMetricGateConformance(ValidatorConformance):

@@ -20,9 +20,9 @@ class ScriptedJobs:
     def __init__(self):
         self.submitted, self.stopped, self.states = [], [], {}
 
-    def submit(self, run_id, request_path, code_dir, **kw):
-        self.submitted.append(run_id)
-        self.states[run_id] = "RUNNING"
+    def submit(self, submission_id, request_path, code_dir, **kw):
+        self.submitted.append(submission_id)
+        self.states[submission_id] = "RUNNING"
         return True
 
     def status(self, run_id):
@@ -43,9 +43,11 @@ class NoServing:
         raise AssertionError("no swap expected")
 
 
-def _setup(tmp_path, policy):
+def _setup(tmp_path, policy, **sweep):
     spec = load_jobspec(ROOT / "configs" / "demo.yaml")
+    sweep = {"retries": 0, **sweep}  # retries have tests of their own (test_run_lifecycle.py)
     spec = spec.model_copy(update={"trigger": spec.trigger.model_copy(update={"on_running": policy}),
+                                   "sweep": spec.sweep.model_copy(update=sweep),
                                    "job": spec.job.model_copy(update={"code_uri": "/store/code/0123.zip"})})
     reg = SqliteRegistry(f"sqlite:///{tmp_path}/r.db")
     record = reg.put_spec(spec)
@@ -82,24 +84,28 @@ def test_on_running_policies(tmp_path, policy):
         assert status[third] == RunStatus.SUBMITTED
 
 
-def test_failed_job_is_recorded_with_its_log_tail_and_the_queue_moves_on(tmp_path):
+def test_failed_job_is_recorded_with_its_last_log_line_and_the_queue_moves_on(tmp_path):
     spec, reg, jobs, adv = _setup(tmp_path, "queue")
     first, second = _window(reg, spec, 1, 1.0), _window(reg, spec, 2, 2.0)
     adv.step({spec.name: spec})
     jobs.states[first] = "FAILED"
     adv.step({spec.name: spec})
-    assert reg.get_run(first).status == RunStatus.FAILED and "sweep job failed" in reg.get_run(first).error
+    assert reg.get_run(first).status == RunStatus.FAILED
+    assert reg.get_run(first).error == "sweep job failed and its log names no exception (attempt 1 of 1)"
     adv.step({spec.name: spec})
     assert jobs.submitted == [first, second]
 
 
-def test_a_lost_job_is_resubmitted_under_the_same_id(tmp_path):
-    spec, reg, jobs, adv = _setup(tmp_path, "queue")
+def test_a_lost_job_is_retried_as_a_new_attempt(tmp_path):
+    spec, reg, jobs, adv = _setup(tmp_path, "queue", retries=1, retry_backoff=0.0)
     first = _window(reg, spec, 1, 1.0)
     adv.step({spec.name: spec})
     jobs.states.clear()  # the cluster restarted and forgot the job
     adv.step({spec.name: spec})
-    assert jobs.submitted == [first, first] and reg.get_run(first).status == RunStatus.SUBMITTED
+    adv.step({spec.name: spec})
+    run = reg.get_run(first)
+    assert jobs.submitted == [first, f"{first}-a2"] and run.status == RunStatus.SUBMITTED and run.attempt == 2
+    assert "gone from the cluster" in run.attempts[0].error
 
 
 @pytest.mark.parametrize("policy", ["skip", "replace"])

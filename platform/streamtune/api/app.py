@@ -26,7 +26,7 @@ from streamtune.artifacts.code import store_code
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.settings import Settings
 from streamtune.control.local import LocalControlPlane
-from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
+from streamtune.control.records import ControlStatus, Prediction, PublishedEvent, RunLogs
 from streamtune.errors import ConfigError
 from streamtune.registry.commands import CommandRecord
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
@@ -123,6 +123,11 @@ def _reads(app: FastAPI, control: LocalControlPlane, v1: dict[str, Any]) -> None
     def run(run_id: str) -> RunRecord:
         """One run."""
         return control.run(run_id)
+
+    @app.get("/v1/runs/{run_id}/logs", response_model=RunLogs, tags=["runs"], **v1)
+    def run_logs(run_id: str, attempt: Annotated[int | None, Query(ge=1, le=1000)] = None) -> RunLogs:
+        """The Ray Job log of one attempt of the run (default: its current one)."""
+        return control.logs(run_id, attempt=attempt)
 
     @app.get("/v1/models", response_model=list[ModelVersion], tags=["models"], **v1)
     def models(name: str | None = None) -> list[ModelVersion]:

@@ -93,10 +93,17 @@ def run_now(name: str = typer.Argument(..., help="Spec name."), reason: str = RE
     guard(lambda: _done(_client().run_now(name, reason=reason), as_json))
 
 
-@app.command()
-def runs(spec: str = typer.Option(None, help="Only runs of this JobSpec."),
+runs_app = typer.Typer(help="List runs, newest first; `runs retry RUN` and `runs logs RUN` act on one.")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(ctx: typer.Context, spec: str = typer.Option(None, help="Only runs of this JobSpec."),
          limit: int = typer.Option(20, help="How many."), as_json: bool = JSON_OPTION) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (attempt N of a retried run shows as "status (aN)")."""
+    if ctx.invoked_subcommand is not None:
+        return
+
     def _runs() -> None:
         found = _client().runs(spec, limit=limit)
         if as_json:
@@ -105,10 +112,35 @@ def runs(spec: str = typer.Option(None, help="Only runs of this JobSpec."),
         table = Table("run", "spec", "status", "rows", "trigger", "version", "holdout", "error")
         for r in found:
             gate = (r.gate or {}).get("numbers") or {}
-            table.add_row(r.run_id, r.spec_name, r.status.value, str(r.num_rows), r.reason,
+            state = r.status.value if r.attempt == 1 else f"{r.status.value} (a{r.attempt})"
+            table.add_row(r.run_id, r.spec_name, state, str(r.num_rows), r.reason,
                           str(r.model_version or "-"), str(gate.get("challenger", "-")), (r.error or "")[:60])
         console.print(table)
     guard(_runs)
+
+
+@runs_app.command("retry")
+def retry(run_id: str = typer.Argument(..., help="A failed run."), reason: str = REASON_OPTION,
+          as_json: bool = JSON_OPTION) -> None:
+    """Start a new attempt of a failed run at once (a new Ray Job over the same window)."""
+    guard(lambda: _done(_client().retry(run_id, reason=reason), as_json))
+
+
+@runs_app.command("logs")
+def logs(run_id: str = typer.Argument(..., help="Run id."),
+         attempt: int = typer.Option(None, "--attempt", "-a", min=1, help="Which attempt (default: the last)."),
+         as_json: bool = JSON_OPTION) -> None:
+    """Print the Ray Job log of a run's attempt (and why it failed, if it did)."""
+    def _logs() -> None:
+        found = _client().logs(run_id, attempt=attempt)
+        if as_json:
+            print_json(found)
+            return
+        typer.echo(found.text.rstrip("\n"))
+        if found.error:
+            console.print(f"[bold red]attempt {found.attempt} ({found.submission_id}) failed:[/] {found.error}",
+                          highlight=False)
+    guard(_logs)
 
 
 @app.command()
@@ -183,11 +215,12 @@ def status(as_json: bool = JSON_OPTION) -> None:
             lapsed = f"[red]none active[/] (lease lapsed {-ctl.expires_in_s:.0f}s ago)"
             state = "[green]active[/]" if ctl.active else lapsed
             console.print(f"controller: {state}, {ctl.holder}, lease token {ctl.token}", highlight=False)
-        table = Table("spec", "dataset", "topic", "app", "paused", "champion", "active run", "pending")
+        table = Table("spec", "dataset", "topic", "app", "state", "champion", "active run", "pending", "queue",
+                      "error")
         for s in st.specs:
             active = f"{s.active_run} ({s.active_status})" if s.active_run else "-"
-            table.add_row(s.name, s.dataset, s.topic, s.app, "yes" if s.paused else "", str(s.champion or "-"),
-                          active, str(s.pending_runs))
+            table.add_row(s.name, s.dataset, s.topic, s.app, s.state, str(s.champion or "-"),
+                          active, str(s.pending_runs), str(s.queue_depth), (s.error or "")[:60])
         console.print(table)
         console.print(f"{st.pending_commands} command(s) waiting; registry {st.registry}", highlight=False)
     guard(_status)

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from streamtune.cli import control, services, tokens  # noqa: F401 - they register their commands on the app
+from streamtune.cli import control, services, specs, tokens  # noqa: F401 - they register their commands on the app
 from streamtune.cli.app import app
 
 __all__ = ["app", "main"]

@@ -6,7 +6,14 @@ Reads come from the registry; every change is a command appended for the active 
 
 from streamtune.control.base import ControlPlane
 from streamtune.control.local import LocalControlPlane
-from streamtune.control.records import ControllerStatus, ControlStatus, Prediction, PublishedEvent, SpecStatus
+from streamtune.control.records import (
+    ControllerStatus,
+    ControlStatus,
+    Prediction,
+    PublishedEvent,
+    RunLogs,
+    SpecStatus,
+)
 
 __all__ = [
     "ControlPlane",
@@ -15,5 +22,6 @@ __all__ = [
     "LocalControlPlane",
     "Prediction",
     "PublishedEvent",
+    "RunLogs",
     "SpecStatus",
 ]

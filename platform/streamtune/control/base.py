@@ -25,16 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from streamtune.config.jobspec import JobSpec, load_jobspec
-from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
+from streamtune.control.records import ControlStatus, Prediction, PublishedEvent, RunLogs
 from streamtune.errors import CommandFailed, NotFoundError, ServiceError, StreamtuneError
 from streamtune.events.schema import DataArrival
 from streamtune.registry.commands import (
     CancelRun,
     Command,
     CommandRecord,
+    DeleteSpec,
     PauseSpec,
     Promote,
     ResumeSpec,
+    RetryRun,
     Rollback,
     RunNow,
     SubmitSpec,
@@ -111,6 +113,15 @@ class ControlPlane(ABC):
     def close(self) -> None:
         """Release connections."""
 
+    def job_logs(self, run: RunRecord, attempt: int) -> RunLogs:
+        """The Ray Job log of attempt ``attempt`` of ``run`` (a primitive; see :meth:`logs`).
+
+        Raises:
+            ServiceError: this control plane cannot reach the cluster's job logs.
+        """
+        raise ServiceError(f"{type(self).__name__} cannot read Ray Job logs",
+                           fix="use a Client of the platform's API (STREAMTUNE_URL) or one beside its registry")
+
     def ship_code(self, spec: JobSpec) -> JobSpec:
         """Make the spec's job code reachable by the platform; returns the spec to submit (here: unchanged).
 
@@ -164,6 +175,24 @@ class ControlPlane(ABC):
         """Start runs of a paused spec again."""
         return self._ask(ResumeSpec(spec=name), reason, wait, None)
 
+    def delete_spec(self, name: str, *, force: bool = False, reason: str = "", wait: bool = True) -> CommandRecord:
+        """Remove spec ``name``: its events are no longer trained on (they are dead-lettered), its open window is
+        discarded and its pending runs are cancelled. Its model versions stay in the registry, and its Serve app
+        keeps serving the last champion.
+
+        Raises:
+            NotFoundError: no spec has that name (checked here first).
+            CommandFailed: a run of it is in flight and ``force`` is False (``force`` stops and cancels it).
+
+        Example:
+            >>> cp.delete_spec("ctr", force=True, wait=False).command.describe()  # doctest: +SKIP
+            'delete spec ctr (force)'
+        """
+        if all(s.name != name for s in self.specs()):
+            names = ", ".join(s.name for s in self.specs()) or "none"
+            raise NotFoundError(f'Got "{name}" for spec; no spec of that name is stored (specs: {names})')
+        return self._ask(DeleteSpec(spec=name, force=force), reason, wait, None)
+
     def promote(self, name: str, version: int, *, reason: str = "", wait: bool = True,
                 timeout_s: float | None = None) -> CommandRecord:
         """Hot-swap a registered version into serving and make it the champion; ``outcome.swap`` has the numbers.
@@ -193,6 +222,39 @@ class ControlPlane(ABC):
         """End a run that has not passed the gate yet (its Ray Job is stopped)."""
         self.run(run_id)
         return self._ask(CancelRun(run_id=run_id), reason, wait, None)
+
+    def retry(self, run_id: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
+        """Start a new attempt of a failed run at once: a new Ray Job (``<run_id>-a<N>``) over the same window.
+
+        Raises:
+            NotFoundError: no run has that id (checked here first).
+            CommandFailed: the run did not fail (checked here first, and again by the controller).
+
+        Example:
+            >>> client.retry("r-0123456789abcdef").outcome.message  # doctest: +SKIP
+            'run r-0123456789abcdef queued again as attempt 2 (Ray Job r-0123456789abcdef-a2)'
+        """
+        run = self.run(run_id)
+        if run.status != RunStatus.FAILED:
+            raise CommandFailed(f"run {run_id} is {run.status.value}; only a failed run can be retried",
+                                fix="see `streamtune runs` for failed runs")
+        return self._ask(RetryRun(run_id=run_id), reason, wait, None)
+
+    def logs(self, run_id: str, *, attempt: int | None = None) -> RunLogs:
+        """The Ray Job log of a run's attempt (default: its current attempt), with the attempt's error if any.
+
+        Raises:
+            NotFoundError: no such run or attempt, or the cluster no longer has the job (Ray restarted).
+
+        Example:
+            >>> print(client.logs("r-0123456789abcdef", attempt=1).text[-80:])  # doctest: +SKIP
+            ValueError: boom
+        """
+        run = self.run(run_id)
+        number = run.attempt if attempt is None else attempt
+        if not 1 <= number <= run.attempt:
+            raise NotFoundError(f'Got "{number}" for attempt of run {run_id}; it has attempts 1 to {run.attempt}')
+        return self.job_logs(run, number)
 
     def run_now(self, name: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
         """Queue a manual run over the data of spec ``name``'s most recent window; ``outcome.run_id`` names it."""

@@ -21,7 +21,7 @@ from streamtune import errors
 from streamtune.artifacts.code import pack_code
 from streamtune.config.jobspec import JobSpec
 from streamtune.control.base import ControlPlane
-from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
+from streamtune.control.records import ControlStatus, Prediction, PublishedEvent, RunLogs
 from streamtune.events.schema import DataArrival
 from streamtune.registry.commands import Command, CommandRecord
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
@@ -119,6 +119,9 @@ class HttpControlPlane(ControlPlane):
 
     def status(self) -> ControlStatus:
         return ControlStatus.model_validate(self._call("GET", "/v1/status"))
+
+    def job_logs(self, run: RunRecord, attempt: int) -> RunLogs:
+        return RunLogs.model_validate(self._call("GET", f"/v1/runs/{run.run_id}/logs", params={"attempt": attempt}))
 
     # -- changes -------------------------------------------------------------------------------------
 

@@ -18,7 +18,14 @@ import requests
 
 from streamtune.config.settings import Settings
 from streamtune.control.base import ControlPlane
-from streamtune.control.records import ControllerStatus, ControlStatus, Prediction, PublishedEvent, SpecStatus
+from streamtune.control.records import (
+    ControllerStatus,
+    ControlStatus,
+    Prediction,
+    PublishedEvent,
+    RunLogs,
+    SpecStatus,
+)
 from streamtune.controller.lease import LEASE_NAME
 from streamtune.errors import NotFoundError, ServiceError
 from streamtune.events.schema import DataArrival
@@ -96,8 +103,21 @@ class LocalControlPlane(ControlPlane):
             name=spec.name, dataset=spec.dataset.name, topic=spec.trigger.topic, app=spec.serve.app,
             paused=record.paused, champion=champion.version if champion else None,
             active_run=active[0].run_id if active else None, active_status=active[0].status.value if active else None,
-            pending_runs=len(self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=10_000)),
+            pending_runs=(pending := self.registry.count_runs(spec.name, RunStatus.PENDING)),
+            queue_depth=pending + (1 if active else 0), state=record.state, error=record.error,
+            failures=record.failures, retry_at=record.retry_at,
         )
+
+    def job_logs(self, run: RunRecord, attempt: int) -> RunLogs:
+        """Read the attempt's log from the Ray Jobs API at ``settings.jobs_url``."""
+        from streamtune.sweeps.jobs_api import RayJobRunner
+
+        submission_id = run.model_copy(update={"attempt": attempt}).submission_id
+        text = RayJobRunner(self.settings.jobs_url).logs(submission_id)
+        error = next((a.error for a in run.attempts if a.attempt == attempt), None)
+        if error is None and attempt == run.attempt and run.status == RunStatus.FAILED:
+            error = run.error
+        return RunLogs(run_id=run.run_id, attempt=attempt, submission_id=submission_id, error=error, text=text)
 
     # -- changes: commands only ----------------------------------------------------------------------
 

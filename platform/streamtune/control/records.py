@@ -25,6 +25,21 @@ class PublishedEvent(_Record):
     offset: int = Field(description="Its offset there.")
 
 
+class RunLogs(_Record):
+    """The Ray Job log of one attempt of a run.
+
+    Example:
+        >>> RunLogs(run_id="r-1", attempt=2, submission_id="r-1-a2", text="ValueError: boom").submission_id
+        'r-1-a2'
+    """
+
+    run_id: str = Field(description="The run.")
+    attempt: int = Field(ge=1, description="Which attempt (1 for the first).")
+    submission_id: str = Field(description="The attempt's Ray Job id.")
+    error: str | None = Field(None, description="Why the attempt failed, if it did and has ended.")
+    text: str = Field(description="The job's driver log.")
+
+
 class Prediction(_Record):
     """A model's answer to a batch of rows."""
 
@@ -54,6 +69,11 @@ class SpecStatus(_Record):
     active_run: str | None = Field(description="The run in flight, if any.")
     active_status: str | None = Field(description="Its status.")
     pending_runs: int = Field(description="Runs waiting to start.")
+    queue_depth: int = Field(0, description="Runs of this spec not ended yet: pending, plus the one in flight.")
+    state: str = Field("active", description="active, paused, or error (the controller could not advance it).")
+    error: str | None = Field(None, description="Why the controller could not advance it the last time.")
+    failures: int = Field(0, description="Failed turns in a row; the backoff doubles with each.")
+    retry_at: float | None = Field(None, description="Unix time the controller tries it again after an error.")
 
 
 class ControlStatus(_Record):

@@ -1,4 +1,4 @@
-"""Carry out the commands callers appended: submit, pause, resume, promote, rollback, cancel, run now.
+"""Carry out the commands callers appended: submit, pause, resume, delete, promote, rollback, cancel, run now.
 
 The active controller runs pending commands oldest first, each under the registry's fence, and records the
 outcome or the error with the command. Each one is idempotent: a controller that died half-way through one
@@ -25,6 +25,7 @@ from streamtune.artifacts.code import pack_code, store_code
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
+from streamtune.controller.runs import retry_failed_run
 from streamtune.errors import CommandFailed, FencedError, StreamtuneError
 from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
@@ -33,9 +34,11 @@ from streamtune.registry.commands import (
     CommandOutcome,
     CommandRecord,
     CommandStatus,
+    DeleteSpec,
     PauseSpec,
     Promote,
     ResumeSpec,
+    RetryRun,
     Rollback,
     RunNow,
     SubmitSpec,
@@ -44,6 +47,9 @@ from streamtune.registry.records import TERMINAL_STATUSES, ModelVersion, RunReco
 from streamtune.serving.records import ModelRef
 
 log = logging.getLogger(__name__)
+
+_IN_FLIGHT = (RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
+"""Run statuses that make a delete refuse unless forced: a Ray Job exists, or a promotion is under way."""
 
 
 class CommandExecutor:
@@ -92,14 +98,22 @@ class CommandExecutor:
             return self._submit(command)
         if isinstance(command, PauseSpec | ResumeSpec):
             paused = isinstance(command, PauseSpec)
-            self.registry.set_spec_paused(command.spec, paused)
+            stored = self.registry.set_spec_paused(command.spec, paused)
+            if not paused and stored.error is not None:  # resume also retries a spec in error at once
+                self.registry.set_spec_health(command.spec, error=None)
             return CommandOutcome(message=f"spec {command.spec} {'paused' if paused else 'resumed'}")
+        if isinstance(command, DeleteSpec):
+            return self._delete(command, record)
         if isinstance(command, Promote):
             return self._promote(command.model, command.version, f"promoted by {_who(record)}")
         if isinstance(command, Rollback):
             return self._promote(command.model, self._previous_champion(command.model), f"rollback by {_who(record)}")
         if isinstance(command, CancelRun):
             return self._cancel(command.run_id, record)
+        if isinstance(command, RetryRun):
+            run = retry_failed_run(self.registry, command.run_id, _who(record))
+            return CommandOutcome(message=f"run {run.run_id} queued again as attempt {run.attempt} "
+                                          f"(Ray Job {run.submission_id})", run_id=run.run_id)
         return self._run_now(command, record)
 
     # -- specs -------------------------------------------------------------------------------------
@@ -107,7 +121,9 @@ class CommandExecutor:
     def _submit(self, command: SubmitSpec) -> CommandOutcome:
         spec = self._with_stored_code(command.spec)
         before = self.registry.get_spec(spec.name)
-        self.registry.put_spec(spec)
+        stored = self.registry.put_spec(spec)
+        if stored.error is not None and before is not None and before.spec != spec:  # a fix is tried at once
+            self.registry.set_spec_health(spec.name, error=None)
         verb = "stored" if before is None else ("unchanged" if before.spec == spec else "replaced")
         return CommandOutcome(message=f"spec {spec.name} {verb}: watching topic {spec.trigger.topic} "
                                       f"for dataset {spec.dataset.name}")
@@ -129,6 +145,34 @@ class CommandExecutor:
             )
         uri = store_code(self.store, pack_code(spec.code_dir()))
         return spec.model_copy(update={"job": spec.job.model_copy(update={"code_uri": uri})})
+
+    def _delete(self, command: DeleteSpec, record: CommandRecord) -> CommandOutcome:
+        """Remove a spec; a run in flight refuses it unless ``force`` (then its job is stopped). Idempotent."""
+        name = command.spec
+        if self.registry.get_spec(name) is None:
+            if record.status == CommandStatus.RUNNING:  # interrupted after the delete: a rerun after a failover
+                return CommandOutcome(message=f"spec {name} already deleted")
+            raise CommandFailed(f'Got "{name}" for spec; no spec of that name is stored',
+                                fix="see `streamtune specs` for the stored specs")
+        in_flight = self.registry.list_runs(name, status=list(_IN_FLIGHT), limit=100)
+        if in_flight and not command.force:
+            runs = ", ".join(f"{r.run_id} ({r.status.value})" for r in in_flight)
+            raise CommandFailed(f"spec {name} has a run in flight: {runs}; refused to delete it",
+                                fix="wait for the run to end, cancel it, or delete with --force (stops it)")
+        why = f"spec {name} deleted by {_who(record)}"
+        for run in in_flight:
+            if run.status in (RunStatus.SUBMITTED, RunStatus.RUNNING):
+                self.jobs.stop(run.submission_id)
+            self.registry.update_run(run.run_id, status=RunStatus.CANCELLED, error=why)
+        pending = self.registry.list_runs(name, status=RunStatus.PENDING, limit=10_000)
+        for run in pending:
+            self.registry.update_run(run.run_id, status=RunStatus.CANCELLED, error=why)
+        self.registry.delete_spec(name)
+        stopped = f", stopped {len(in_flight)} run(s) in flight" if in_flight else ""
+        return CommandOutcome(
+            message=f"spec {name} deleted ({len(pending)} pending run(s) cancelled{stopped}); its model versions "
+                    "stay in the registry and its Serve app keeps serving the last champion",
+        )
 
     def _spec(self, name: str) -> SpecRecord:
         record = self.registry.get_spec(name)
@@ -178,7 +222,7 @@ class CommandExecutor:
             raise CommandFailed(f"run {run_id} already passed the gate and is being promoted",
                                 fix="roll back after it if you do not want it serving")
         if run.status in (RunStatus.SUBMITTED, RunStatus.RUNNING):
-            self.jobs.stop(run_id)
+            self.jobs.stop(run.submission_id)
         self.registry.update_run(run_id, status=RunStatus.CANCELLED, error=f"cancelled by {_who(record)}")
         return CommandOutcome(message=f"run {run_id} cancelled (was {run.status.value})", run_id=run_id)
 

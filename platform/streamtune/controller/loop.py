@@ -9,6 +9,7 @@ rebalance), carries out pending commands and puts every champion back into servi
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -16,20 +17,26 @@ import time
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.settings import Settings
 from streamtune.controller.commands import CommandExecutor
+from streamtune.controller.health import SpecGuard, TopicBackoff, describe_error
 from streamtune.controller.ingest import Ingestor
 from streamtune.controller.lease import LeaseKeeper, new_holder_id
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.reconcile import ServingReconciler
 from streamtune.controller.runs import RunAdvancer
-from streamtune.errors import FencedError, StreamtuneError
+from streamtune.data.uris import platform_roots
+from streamtune.errors import ConfigError, FencedError, StreamtuneError
 from streamtune.events.source import EventSource, KafkaEventSource
 from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
+from streamtune.registry.commands import CommandStatus, DeleteSpec
 from streamtune.registry.records import Lease, SpecRecord
 from streamtune.runtime.kafka import ensure_topic
 from streamtune.serving.records import AccessPolicy
 
 log = logging.getLogger(__name__)
+
+TOPIC_TIMEOUT_S = 10.0
+"""How long the controller waits for Kafka to create a spec's topic before it backs that topic off."""
 
 
 def _serving_for(settings: Settings) -> Serving:
@@ -75,9 +82,14 @@ class Controller:
         self.jobs = jobs or _jobs_for(settings)
         self.keeper = LeaseKeeper(self.registry, self.holder, settings.lease_ttl)
         self.store = ArtifactStore.from_settings(settings)
-        self.advancer = RunAdvancer(self.registry, self.jobs, self.services, self.store)
+        self.data_roots = platform_roots(self.store.root, settings.home)
+        self.advancer = RunAdvancer(self.registry, self.jobs, self.services, self.store, data_roots=self.data_roots)
         self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder, self.store)
         self.reconciler = ServingReconciler(self.registry, self.services)
+        self.guard = SpecGuard(self.registry)
+        self.topic_backoff = TopicBackoff()
+        self._code_ok: set[str] = set()  # job.code_uri values seen in the store
+        self._dlq_ready = False
         self.ingestor: Ingestor | None = None
         self.source: EventSource | None = None
         self.lease: Lease | None = None
@@ -111,8 +123,10 @@ class Controller:
         self.registry.fence(lease)
         self.services.fence = lease.token
         self._apply_policy()  # before the first reconcile: a recreated board must come up closed
-        self.ingestor = Ingestor(self.registry, self.settings.consumer_group, self.store)
+        self.ingestor = Ingestor(self.registry, self.settings.consumer_group, self.store,
+                                 platform_roots=self.data_roots)
         self._topics, self._next_reconcile = (), 0.0
+        self.topic_backoff, self._dlq_ready = TopicBackoff(), False
         self._active.set()
         log.info("controller %s is active (lease token %d)", self.holder, lease.token)
         return True
@@ -130,23 +144,78 @@ class Controller:
     # -- the loop ----------------------------------------------------------------------------------
 
     def step(self) -> None:
-        """One turn of the active controller's loop."""
+        """One turn of the active controller's loop.
+
+        Commands first, then the spec list is read, then Kafka is polled: a spec whose ``submit`` has returned
+        is in force for the very next poll. Each spec then advances in its own guarded turn
+        (:class:`~streamtune.controller.health.SpecGuard`): one that fails is marked ``error`` and backs off
+        while the others keep flowing. A failed ingest does not stop commands or runs either; it is raised at
+        the end of the turn (logged, with a pause before the next one).
+        """
         if self.keeper.lost:
             raise FencedError(f"lease lost: {self.keeper.lost_reason}")
         assert self.ingestor is not None
+        finished = self.commands.step()
+        if any(isinstance(c.command, DeleteSpec) and c.status == CommandStatus.SUCCEEDED for c in finished):
+            self._reload_ingest()  # the deleted spec's open window is gone from the registry: drop it here too
         specs = self.specs()
-        source = self._source(specs)
-        if source is not None:
-            self.ingestor.step(source, {n: r.spec for n, r in specs.items()}, poll_s=self.settings.poll_interval)
-        else:
-            time.sleep(self.settings.poll_interval)
-        if self.commands.step():
-            specs = self.specs()
-        self.advancer.step(specs)
+        ingest_error: Exception | None = None
+        try:
+            source = self._source(specs)
+            if source is not None:
+                self.ingestor.step(source, {n: r.spec for n, r in specs.items()},
+                                   poll_s=self.settings.poll_interval)
+            else:
+                time.sleep(self.settings.poll_interval)
+        except FencedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- commands and runs go on; raised again below
+            ingest_error = exc
+        self.advance(specs)
         if time.monotonic() >= self._next_reconcile:
             self._apply_policy()
             self.reconciler.step(specs)
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
+        if ingest_error is not None:
+            raise ingest_error
+
+    def advance(self, specs: dict[str, SpecRecord]) -> dict[str, str]:
+        """Advance each spec's runs in its own guarded turn; returns the reasons of the specs that failed now.
+
+        A spec backing off (``retry_at`` ahead) or watching a topic that fails is skipped; the others advance.
+        """
+        failed: dict[str, str] = {}
+        bad_topics = self.topic_backoff.failing()
+        for name, record in specs.items():
+            if record.spec.trigger.topic in bad_topics or not self.guard.due(record):
+                continue
+            reason = self.guard.turn(record, functools.partial(self._advance_one, record))
+            if reason is not None:
+                failed[name] = reason
+        return failed
+
+    def _advance_one(self, record: SpecRecord) -> None:
+        self._check_code(record)
+        self.advancer.step_spec(record)
+
+    def _check_code(self, record: SpecRecord) -> None:
+        """Refuse a spec whose job code is not in the store (each code URI is checked until found once)."""
+        uri = record.spec.job.code_uri
+        if uri is None:
+            raise ConfigError(f"Got no job.code_uri for spec {record.name}; its job code was never stored",
+                              fix="submit the spec again so its code is uploaded")
+        if uri in self._code_ok:
+            return
+        if not self.store.exists(uri):
+            raise ConfigError(f'Got "{uri}" for job.code_uri of spec {record.name}; nothing is stored there',
+                              fix="submit the spec again so its code is uploaded")
+        self._code_ok.add(uri)
+
+    def _reload_ingest(self) -> None:
+        assert self.ingestor is not None
+        self._close_source()
+        self.ingestor = Ingestor(self.registry, self.settings.consumer_group, self.store,
+                                 platform_roots=self.data_roots)
 
     def access_policy(self) -> AccessPolicy:
         """Who may call the model endpoints: the registry's active API tokens, unless in local mode."""
@@ -164,20 +233,48 @@ class Controller:
                      policy.required, ", ".join(changed) or "no running app yet")
 
     def _source(self, specs: dict[str, SpecRecord]) -> EventSource | None:
-        topics = tuple(sorted({r.spec.trigger.topic for r in specs.values()}))
-        if topics != self._topics:
+        """The consumer of the specs' topics, less those that fail; reopened when that set changes.
+
+        A topic that cannot be created is left out: its specs are marked ``error`` with the reason and it is
+        tried again after a backoff, while the other topics are consumed.
+        """
+        wanted = {r.spec.trigger.topic for r in specs.values()}
+        self.topic_backoff.forget(wanted)
+        usable = self.topic_backoff.usable(wanted)
+        if tuple(usable) == self._topics and (self.source is not None or not usable):
+            return self.source
+        if usable and not self._dlq_ready:
+            ensure_topic(self.settings.bootstrap, self.settings.dead_letter_topic)  # failing: the whole source
+            self._dlq_ready = True
+        topics = [t for t in usable if t in self._topics or self._topic_ready(t, specs)]
+        if tuple(topics) != self._topics or self.source is None:
             self._close_source()
             if topics:
-                for topic in (*topics, self.settings.dead_letter_topic):
-                    ensure_topic(self.settings.bootstrap, topic)
                 assert self.ingestor is not None
                 self.source = KafkaEventSource(
-                    self.settings.bootstrap, list(topics), self.settings.consumer_group,
+                    self.settings.bootstrap, topics, self.settings.consumer_group,
                     start_offsets=self.ingestor.offsets, dead_letter_topic=self.settings.dead_letter_topic,
                     assign=True,
                 )
-            self._topics = topics
+            self._topics = tuple(topics)
         return self.source
+
+    def _topic_ready(self, topic: str, specs: dict[str, SpecRecord]) -> bool:
+        """Create ``topic`` unless it exists; on failure mark its specs and back it off. True if usable."""
+        try:
+            ensure_topic(self.settings.bootstrap, topic, timeout_s=TOPIC_TIMEOUT_S)
+        except FencedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- one bad topic must not stop the others
+            reason = f"topic {topic!r} cannot be consumed: {describe_error(exc)}"
+            retry_at = self.topic_backoff.fail(topic, reason)
+            log.error("%s; left out of the consumer, tried again in %.0fs", reason, retry_at - time.time())
+            for record in specs.values():
+                if record.spec.trigger.topic == topic:
+                    self.guard.fail(record, reason, retry_at=retry_at)
+            return False
+        self.topic_backoff.ok(topic)
+        return True
 
     def _close_source(self) -> None:
         if self.source is not None:

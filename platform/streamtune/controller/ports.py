@@ -13,18 +13,23 @@ from streamtune.serving.records import AccessPolicy, EnsureResult, ModelRef, Swa
 
 
 class Jobs(Protocol):
-    """Runs sweeps as jobs on the cluster, one per run, keyed by run id."""
+    """Runs sweeps as jobs on the cluster, one per run attempt, keyed by the attempt's submission id
+    (:attr:`RunRecord.submission_id`: the run id for the first attempt, ``<run_id>-a<N>`` after)."""
 
-    def submit(self, run_id: str, request_uri: str, code_uri: str) -> bool:
-        """Submit the run's sweep (request and job code by URI); False if a job with this id exists already."""
+    def submit(self, submission_id: str, request_uri: str, code_uri: str, *, run_id: str | None = None) -> bool:
+        """Submit one attempt of a run's sweep (request and job code by URI); False if that job exists already."""
 
-    def status(self, run_id: str) -> str | None:
-        """The job's status name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), or None if unknown."""
+    def status(self, submission_id: str) -> str | None:
+        """The job's status name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), or None if the cluster has no
+        such job; raises a StreamtuneError when it cannot tell (the cluster is unreachable)."""
 
-    def logs_tail(self, run_id: str, lines: int = 30) -> str:
+    def logs(self, submission_id: str) -> str:
+        """The job's whole log; raises NotFoundError if the cluster has no such job."""
+
+    def logs_tail(self, submission_id: str, lines: int = 30) -> str:
         """The last lines of the job's log."""
 
-    def stop(self, run_id: str) -> None:
+    def stop(self, submission_id: str) -> None:
         """Stop the job."""
 
 

@@ -1,26 +1,53 @@
-"""Advance runs: submit the sweep as a Ray Job, read its result, gate it, register it, swap it in."""
+"""Advance runs: submit the sweep as a Ray Job, read its result, gate it, register it, swap it in.
+
+Each attempt of a run is a Ray Job of its own (``submission_id`` = the run id, then ``<run_id>-a<N>``). An
+attempt that fails is retried after ``sweep.retry_backoff * 2**(attempt-1)`` seconds, up to ``sweep.retries``
+times, with the run back in ``pending`` (``retry_at`` set) and first in its spec's queue, so its window is never
+merged into a later one; after the last attempt it stays ``failed`` with every attempt's reason. A run past
+``sweep.time_budget`` (from its submission, plus a grace) is stopped and failed. The promotion swap runs in a
+:class:`~streamtune.controller.promotions.PromotionWorker` thread, off the controller loop.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from pydantic import ValidationError
 
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
-from streamtune.errors import ConfigError, FencedError, StreamtuneError
+from streamtune.controller.promotions import PromotionOutcome, PromotionWorker
+from streamtune.errors import CommandFailed, ConfigError, FencedError, NotFoundError, StreamtuneError
 from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
-from streamtune.registry.records import RunRecord, RunStatus, SpecRecord
+from streamtune.registry.records import RunAttempt, RunRecord, RunStatus, SpecRecord
 from streamtune.serving.records import ModelRef
 from streamtune.sweeps.driver import result_uri
+from streamtune.sweeps.failures import JobFailure, describe, error_uri, exception_line
 from streamtune.sweeps.schema import ChampionRef, SweepRequest, SweepResult
 from streamtune.validation.gate import GateEvidence, MetricGate
 
 log = logging.getLogger(__name__)
 
 ACTIVE = (RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.SUCCEEDED)
+PENDING_BATCH = 50
+"""How many of a spec's oldest pending runs one step looks at (the queue is read oldest first, so none starves)."""
+MAX_PROMOTION_FAILURES = 3
+"""A promotion that raises an unexpected (non-streamtune) error this many times fails its run."""
+
+
+def attempt_submission_id(run_id: str, attempt: int) -> str:
+    """The Ray Job id of a run's attempt: the run id for the first, ``<run_id>-a<N>`` after.
+
+    Example:
+        >>> attempt_submission_id("r-1", 1), attempt_submission_id("r-1", 3)
+        ('r-1', 'r-1-a3')
+    """
+    return run_id if attempt == 1 else f"{run_id}-a{attempt}"
 
 
 class RunAdvancer:
@@ -28,50 +55,96 @@ class RunAdvancer:
 
     Every step is idempotent, so a controller that crashed at any point can call :meth:`step` again. A paused
     spec's active run goes on; no pending run of it starts.
+
+    Args:
+        registry: The controller's (fenced) registry.
+        jobs: Where sweeps run (the Ray Jobs API).
+        services: Serving; promotion swaps go through it from a worker thread.
+        store: The artifact store (requests, results, ``error.json``).
+        data_roots: Roots a snapshot may read from besides the dataset's own (default: the store's root).
+        deadline_grace_s: Seconds past ``sweep.time_budget`` (plus 10% of it) before a run is stopped: the
+            driver reads the snapshot before Tune's clock starts and scores the holdout after it stops.
     """
 
-    def __init__(self, registry: Registry, jobs: Jobs, services: Serving, store: ArtifactStore) -> None:
+    def __init__(self, registry: Registry, jobs: Jobs, services: Serving, store: ArtifactStore, *,
+                 data_roots: Sequence[str] | None = None, deadline_grace_s: float = 60.0) -> None:
         self.registry = registry
         self.jobs = jobs
         self.services = services
         self.store = store
+        self.data_roots = list(data_roots) if data_roots is not None else [store.root]
+        self.deadline_grace_s = deadline_grace_s
+        self.promotions = PromotionWorker(services)
 
     def step(self, specs: dict[str, SpecRecord]) -> None:
         """Advance the active run of each spec, or start its oldest pending one (per trigger.on_running)."""
         for record in specs.values():
-            spec = record.spec
-            active = self.registry.list_runs(spec.name, status=list(ACTIVE), limit=1)
-            pending = self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=1000)[::-1]  # oldest first
-            if active and pending:
-                active, pending = self._apply_policy(spec, active[0], pending)
-            if active:
-                self._advance(spec, active[0])
-            elif pending and not record.paused:
-                self._submit(spec, pending[0])
+            self.step_spec(record)
+
+    def step_spec(self, record: SpecRecord) -> None:
+        """Advance one spec's active run, or start its oldest pending one; raises what the spec's step raised.
+
+        While the spec's promotion swap is in progress (in the worker) it returns at once; the next call after
+        the swap ended records its outcome.
+        """
+        spec = record.spec
+        if self.promotions.running(spec.name) is not None:
+            outcome = self.promotions.take(spec.name)
+            if outcome is not None:
+                self._finish_promotion(spec, outcome)
+                return
+            if self.promotions.busy(spec.name):
+                return
+        active = self.registry.list_runs(spec.name, status=list(ACTIVE), limit=1)
+        pending = self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=PENDING_BATCH, oldest_first=True)
+        if active and pending:
+            active, pending = self._apply_policy(spec, active[0], pending)
+        if active:
+            self._advance(spec, active[0])
+        elif pending and not record.paused:
+            head = pending[0]
+            if head.retry_at is not None and head.retry_at > time.time():
+                return  # a failed attempt backs off; its window keeps its place at the head of the queue
+            self._submit(spec, head)
 
     def _apply_policy(self, spec: JobSpec, active: RunRecord,
                       pending: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
-        """What new windows do while a run is active: wait (queue), drop (skip), or take over (replace)."""
+        """What new windows do while a run is active: wait (queue), drop (skip), or take over (replace).
+
+        Manual runs and retried runs (attempt > 1) are always queued.
+        """
         policy = spec.trigger.on_running
-        manual = [run for run in pending if run.command_id is not None]  # asked for by name: always queued
-        windows = [run for run in pending if run.command_id is None]
+        queued = [run for run in pending if run.command_id is not None or run.attempt > 1]
+        windows = [run for run in pending if run.command_id is None and run.attempt == 1]
         if policy == "queue" or not windows:
             return [active], pending
         if policy == "skip":
             for run in windows:
                 self._update(run, status=RunStatus.REJECTED,
                              error=f"skipped: run {active.run_id} was active (trigger.on_running=skip)")
-            return [active], manual
-        newest = windows[-1]
+            return [active], queued
+        newest = self._newest_window(spec.name) or windows[-1]
+        if newest.created_at < active.created_at:  # older windows left over from an earlier replace
+            for run in windows:
+                self._update(run, status=RunStatus.REJECTED,
+                             error=f"replaced by run {active.run_id} (trigger.on_running=replace)")
+            return [active], queued
         if active.status == RunStatus.SUCCEEDED:  # already gated: let the promotion finish first
             return [active], pending
-        self.jobs.stop(active.run_id)
+        self.jobs.stop(active.submission_id)
         self._update(active, status=RunStatus.FAILED,
                      error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
-        for run in windows[:-1]:
-            self._update(run, status=RunStatus.REJECTED,
-                         error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
-        return [], [newest, *manual]
+        for run in windows:
+            if run.run_id != newest.run_id:
+                self._update(run, status=RunStatus.REJECTED,
+                             error=f"replaced by run {newest.run_id} (trigger.on_running=replace)")
+        return [], [newest, *queued]
+
+    def _newest_window(self, spec_name: str) -> RunRecord | None:
+        for run in self.registry.list_runs(spec_name, status=RunStatus.PENDING, limit=PENDING_BATCH):
+            if run.command_id is None and run.attempt == 1:
+                return run
+        return None
 
     def out_uri(self, run: RunRecord) -> str:
         """Artifact-store URI of the run's request, Tune state, trial models and result."""
@@ -83,35 +156,82 @@ class RunAdvancer:
         champ = self.registry.get_alias(spec.name, "champion")
         out = self.out_uri(run)
         req = SweepRequest(
-            run_id=run.run_id, spec=spec.model_dump(mode="json"), uris=run.uris, event_ids=run.event_ids,
-            trusted_roots=[self.store.root], out_uri=out,
+            run_id=run.run_id, submission_id=run.submission_id, spec=spec.model_dump(mode="json"), uris=run.uris,
+            event_ids=run.event_ids, trusted_roots=self.data_roots, out_uri=out,
             champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri) if champ else None,
         )
         request_uri = self.store.put_text(f"{out}/request.json", req.model_dump_json(indent=2))
-        self.jobs.submit(run.run_id, request_uri, spec.job.code_uri)
+        self.jobs.submit(run.submission_id, request_uri, spec.job.code_uri, run_id=run.run_id)
         kill_point("runs.after_submit")
-        self._update(run, status=RunStatus.SUBMITTED, timings={"submitted_at": time.time()})
-        log.info("run %s submitted as a Ray Job", run.run_id)
+        self._update(run, status=RunStatus.SUBMITTED, retry_at=None, timings={"submitted_at": time.time()})
+        log.info("run %s submitted as Ray Job %s (attempt %d)", run.run_id, run.submission_id, run.attempt)
 
     def _advance(self, spec: JobSpec, run: RunRecord) -> None:
         if run.status == RunStatus.SUCCEEDED:
             self._promote(spec, run)
             return
-        status = self.jobs.status(run.run_id)
-        if status is None:  # the cluster lost the job (restart): submit again under the same id
-            self._submit(spec, run)
+        sid = run.submission_id
+        status = self.jobs.status(sid)  # raises when the cluster cannot tell: checked again next turn
+        if status is None:
+            self._attempt_failed(spec, run, f"Ray Job {sid} is gone from the cluster (did the Ray head restart?)")
+        elif status in ("PENDING", "RUNNING") and self._past_deadline(spec, run):
+            self.jobs.stop(sid)
+            self._attempt_failed(spec, run, f"exceeded sweep.time_budget of {spec.sweep.time_budget:g} s "
+                                            f"(Ray Job {sid} stopped)", retryable=False)
         elif status == "RUNNING" and run.status != RunStatus.RUNNING:
             self._update(run, status=RunStatus.RUNNING)
-        elif status in ("FAILED", "STOPPED"):
-            tail = self.jobs.logs_tail(run.run_id, 15)
-            self._update(run, status=RunStatus.FAILED, error=f"sweep job {status.lower()}:\n{tail}")
+        elif status == "STOPPED":
+            self._attempt_failed(spec, run, f"Ray Job {sid} was stopped outside streamtune", retryable=False)
+        elif status == "FAILED":
+            reason, retryable = self._failure_reason(run)
+            self._attempt_failed(spec, run, reason, retryable=retryable)
         elif status == "SUCCEEDED":
             self._gate(spec, run)
+
+    def _past_deadline(self, spec: JobSpec, run: RunRecord) -> bool:
+        budget = spec.sweep.time_budget
+        if budget is None:
+            return False
+        started = run.timings.get("submitted_at", run.updated_at)
+        return time.time() > started + budget * 1.1 + self.deadline_grace_s
+
+    def _failure_reason(self, run: RunRecord) -> tuple[str, bool]:
+        """The failed attempt's exception (from ``error.json``, else the log's last exception line)."""
+        uri = error_uri(self.out_uri(run))
+        if self.store.exists(uri):
+            try:
+                failure = JobFailure.model_validate_json(self.store.get_text(uri))
+            except (ValidationError, ValueError):
+                failure = None
+            if failure is not None and failure.submission_id in (None, run.submission_id):
+                return failure.headline, failure.retryable
+        tail = self.jobs.logs_tail(run.submission_id, 60)
+        line = exception_line(tail)
+        if line is not None:
+            return line, True
+        last = next((x.strip() for x in reversed(tail.splitlines()) if x.strip()), "")
+        return f"sweep job failed and its log names no exception{': ' + last[:200] if last else ''}", True
+
+    def _attempt_failed(self, spec: JobSpec, run: RunRecord, reason: str, *, retryable: bool = True) -> RunRecord:
+        """Record a failed attempt: back to pending for the next one after its backoff, or failed for good."""
+        total = max(1 + spec.sweep.retries, run.attempt)
+        record = RunAttempt(attempt=run.attempt, submission_id=run.submission_id, error=reason,
+                            started_at=run.timings.get("submitted_at"))
+        attempts = [*(a for a in run.attempts if a.attempt != run.attempt), record]
+        label = f"{reason} (attempt {run.attempt} of {total})"
+        if retryable and run.attempt < total:
+            delay = spec.sweep.retry_backoff * 2 ** (run.attempt - 1)
+            log.warning("run %s attempt %d failed, retrying in %gs: %s", run.run_id, run.attempt, delay, reason)
+            return self._update(run, status=RunStatus.PENDING, attempt=run.attempt + 1, attempts=attempts,
+                                retry_at=time.time() + delay, error=f"{label}; retrying in {delay:g} s")
+        log.warning("run %s failed: %s", run.run_id, label)
+        return self._update(run, status=RunStatus.FAILED, attempts=attempts, retry_at=None,
+                            error=final_error(label, attempts))
 
     def _gate(self, spec: JobSpec, run: RunRecord) -> None:
         uri = result_uri(self.out_uri(run))
         if not self.store.exists(uri):
-            self._update(run, status=RunStatus.FAILED, error=f"sweep job succeeded but wrote no {uri}")
+            self._attempt_failed(spec, run, f"sweep job succeeded but wrote no {uri}")
             return
         result = SweepResult.model_validate_json(self.store.get_text(uri))
         started = run.timings.get("submitted_at", run.created_at)
@@ -126,39 +246,119 @@ class RunAdvancer:
                    "gate_s": round(time.perf_counter() - t0, 4)}
         status = RunStatus.SUCCEEDED if report.passed else RunStatus.REJECTED
         run = self._update(run, status=status, sweep=result.model_dump(mode="json"),
-                           gate=report.model_dump(mode="json"), timings=timings)
+                           gate=report.model_dump(mode="json"), timings=timings, error=None)  # earlier attempts
+        # keep their reasons in `attempts`
         log.info("run %s gate %s: %s", run.run_id, "passed" if report.passed else "rejected", report.reasons[0])
         if report.passed:
             self._promote(spec, run)
 
     def _promote(self, spec: JobSpec, run: RunRecord) -> None:
-        result = SweepResult.model_validate(run.sweep)
+        """Register the winner and start its swap in the promotion worker; the outcome is taken next step."""
         t0 = time.perf_counter()
-        mv = self.registry.register_model(
-            spec.name, run.run_id, str(result.best.artifact_uri), result.best.params,
-            {"holdout_" + result.holdout.metric: result.holdout.challenger, **_numbers(result.best.metrics)},
-            _lineage(run, result, spec),
-        )
-        self.registry.set_alias(spec.name, "challenger", mv.version, reason=f"run {run.run_id} passed the gate")
-        t_reg = time.perf_counter() - t0
         try:
-            swap = self.services.swap(spec, ModelRef(version=mv.version, uri=mv.artifact_uri))
-        except FencedError:
+            result = SweepResult.model_validate(run.sweep)
+            mv = self.registry.register_model(
+                spec.name, run.run_id, str(result.best.artifact_uri), result.best.params,
+                {"holdout_" + result.holdout.metric: result.holdout.challenger, **_numbers(result.best.metrics)},
+                _lineage(run, result, spec),
+            )
+            self.registry.set_alias(spec.name, "challenger", mv.version,
+                                    reason=f"run {run.run_id} passed the gate")
+        except StreamtuneError:
             raise
-        except StreamtuneError as exc:
-            self._update(run, status=RunStatus.FAILED, model_version=mv.version, error=f"swap failed: {exc}")
+        except Exception as exc:
+            self._promotion_failed(run, exc)
             return
+        run = self._update(run, model_version=mv.version, timings={"register_s": round(time.perf_counter() - t0, 4)})
+        ref = ModelRef(version=mv.version, uri=mv.artifact_uri)
+        self.promotions.start(spec.name, run.run_id, lambda: self.services.swap(spec, ref))
+        log.info("run %s: swapping %s v%d in (off the loop)", run.run_id, spec.name, mv.version)
+
+    def _finish_promotion(self, spec: JobSpec, outcome: PromotionOutcome) -> None:
+        """Record a finished swap: the champion alias and ``promoted``, or why it failed."""
+        run = self.registry.get_run(outcome.run_id)
+        if run is None or run.status != RunStatus.SUCCEEDED or run.model_version is None:
+            return  # cancelled or changed while it swapped
+        if outcome.error is not None:
+            exc = outcome.error
+            if isinstance(exc, FencedError):
+                raise exc
+            if isinstance(exc, StreamtuneError):
+                self._update(run, status=RunStatus.FAILED, error=f"swap failed: {exc}")
+            else:
+                self._promotion_failed(run, exc)
+            return
+        swap = outcome.report
         kill_point("promote.after_swap")
-        self.registry.set_alias(spec.name, "champion", mv.version, reason=f"run {run.run_id} hot-swapped")
-        self._update(run, status=RunStatus.PROMOTED, model_version=mv.version,
-                     timings={"register_s": round(t_reg, 4), "swap_load_s": swap.load_s,
-                              "swap_flip_s": swap.flip_s, "swap_total_s": swap.total_s})
-        log.info("run %s promoted: %s v%d is serving", run.run_id, spec.name, mv.version)
+        self.registry.set_alias(spec.name, "champion", run.model_version, reason=f"run {run.run_id} hot-swapped")
+        self._update(run, status=RunStatus.PROMOTED,
+                     timings={"swap_load_s": swap.load_s, "swap_flip_s": swap.flip_s, "swap_total_s": swap.total_s})
+        log.info("run %s promoted: %s v%d is serving", run.run_id, spec.name, run.model_version)
+
+    def _promotion_failed(self, run: RunRecord, exc: BaseException) -> None:
+        """An unexpected error while promoting: tried again next step, and the run fails after a few."""
+        failures = int(run.timings.get("promote_failures", 0)) + 1
+        log.error("promotion of run %s failed (%d of %d): %s", run.run_id, failures, MAX_PROMOTION_FAILURES,
+                  describe(exc), exc_info=exc)
+        if failures >= MAX_PROMOTION_FAILURES:
+            self._update(run, status=RunStatus.FAILED, timings={"promote_failures": failures},
+                         error=f"promotion failed {failures} times: {describe(exc)}")
+        else:
+            self._update(run, timings={"promote_failures": failures})
 
     def _update(self, run: RunRecord, **fields: Any) -> RunRecord:
         if "timings" in fields:
             fields["timings"] = {**run.timings, **fields["timings"]}
         return self.registry.update_run(run.run_id, **fields)
+
+
+def final_error(label: str, attempts: Sequence[RunAttempt]) -> str:
+    """The error of a run that failed for good: its last attempt's, then each earlier attempt's reason.
+
+    Example:
+        >>> a = [RunAttempt(attempt=1, submission_id="r", error="ValueError: x"),
+        ...      RunAttempt(attempt=2, submission_id="r-a2", error="KeyError: y")]
+        >>> final_error("KeyError: y (attempt 2 of 2)", a)
+        'KeyError: y (attempt 2 of 2); earlier: attempt 1: ValueError: x'
+    """
+    earlier = [f"attempt {a.attempt}: {a.error[:200]}" for a in attempts[:-1]]
+    return f"{label}; earlier: {'; '.join(earlier)}" if earlier else label
+
+
+def retry_failed_run(registry: Registry, run_id: str, actor: str) -> RunRecord:
+    """Start a new attempt of a failed run at once (the ``retry`` command): back to pending, first in its queue.
+
+    Raises:
+        CommandFailed: no such run, or it did not fail (only a failed run can be retried).
+
+    Example:
+        >>> from streamtune.registry import open_registry
+        >>> reg = open_registry("sqlite:///:memory:")
+        >>> _ = reg.commit_window("g", {}, {}, [RunRecord(run_id="r-1", spec_name="s", dataset="d",
+        ...                                                status=RunStatus.FAILED, error="ValueError: x")])
+        >>> run = retry_failed_run(reg, "r-1", "ana")
+        >>> run.status.value, run.attempt, run.submission_id, run.attempts[0].error
+        ('pending', 2, 'r-1-a2', 'ValueError: x')
+        >>> try:
+        ...     retry_failed_run(reg, "r-1", "ana")
+        ... except CommandFailed as exc:
+        ...     print(exc.headline)
+        run r-1 is pending; only a failed run can be retried
+    """
+    run = registry.get_run(run_id)
+    if run is None:
+        raise NotFoundError(f'Got "{run_id}" for run; no such run', fix="list runs with `streamtune runs`")
+    if run.status != RunStatus.FAILED:
+        raise CommandFailed(f"run {run_id} is {run.status.value}; only a failed run can be retried",
+                            fix="wait for it to end" if run.status not in (RunStatus.PROMOTED, RunStatus.REJECTED,
+                                                                            RunStatus.CANCELLED) else None)
+    attempts = list(run.attempts)
+    if not any(a.attempt == run.attempt for a in attempts):  # failed without an attempt record (e.g. a swap)
+        attempts.append(RunAttempt(attempt=run.attempt, submission_id=run.submission_id,
+                                   error=run.error or "failed", started_at=run.timings.get("submitted_at")))
+    log.info("run %s retried by %s as attempt %d", run_id, actor, run.attempt + 1)
+    return registry.update_run(run_id, status=RunStatus.PENDING, attempt=run.attempt + 1, attempts=attempts,
+                               retry_at=None, error=f"retry asked by {actor} after: {run.error or 'failed'}")
 
 
 # What Ray Tune adds to every reported result; the model's metrics are what the job reported.

@@ -14,6 +14,7 @@ import pyarrow.dataset as pads
 
 from streamtune.artifacts.store import group_by_filesystem
 from streamtune.config.jobspec import DatasetSpec
+from streamtune.data.uris import UriChecker
 from streamtune.errors import DataError
 
 
@@ -46,14 +47,23 @@ class Snapshot:
 
     @classmethod
     def from_parts(cls, spec: DatasetSpec, uris: Iterable[str], rows: Iterable[dict[str, Any]] = (),
-                   *, trusted_roots: Sequence[str] = ()) -> Snapshot:
+                   *, trusted_roots: Sequence[str] = (), platform_roots: Sequence[str] | None = None) -> Snapshot:
         """Build a snapshot from Parquet URIs plus optional inline rows.
 
-        URIs must lie under ``spec.uri_roots`` unless they lie under ``trusted_roots`` (streamtune's own
-        folder for inline rows).
+        Every URI is checked again here, at read time (:func:`~streamtune.data.uris.check_uri`: symlinks and
+        ``..`` resolved, roots compared on path boundaries): it must lie under ``spec.uri_roots`` or under
+        ``trusted_roots`` (streamtune's own folder for inline rows); with no ``uri_roots``, under
+        ``platform_roots`` (default: ``trusted_roots``) only. The files are read at their resolved paths.
+
+        Raises:
+            DataError: a URI breaks the rule, a file cannot be read, or the files disagree on their schema.
         """
-        uris = sorted(set(uris))
-        _check_roots(spec, [u for u in uris if not any(u.startswith(r) for r in trusted_roots)])
+        checker = UriChecker([*spec.uri_roots, *trusted_roots] if spec.uri_roots else
+                             [*(platform_roots or ()), *trusted_roots], [], cache_s=0.0)
+        try:
+            uris = sorted({checker.check(u) for u in uris})
+        except DataError as exc:
+            raise DataError(f"dataset {spec.name}: {exc.headline}", fix=exc.fix) from None
         tables = []
         try:
             for fs, paths in group_by_filesystem(uris):  # a list of URIs is read with its own filesystem
@@ -115,12 +125,3 @@ class Snapshot:
         hold, valid, train = np.split(order, [n_hold, n_hold + n_valid])
         return Splits(self.table.take(np.sort(train)), self.table.take(np.sort(valid)), self.table.take(np.sort(hold)))
 
-
-def _check_roots(spec: DatasetSpec, uris: Sequence[str]) -> None:
-    if not spec.uri_roots:
-        return
-    for uri in uris:
-        if not any(uri.startswith(root) for root in spec.uri_roots):
-            raise DataError(
-                f'Got "{uri}" in an event for dataset {spec.name}; must lie under dataset.uri_roots {spec.uri_roots}'
-            )

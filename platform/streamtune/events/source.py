@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from streamtune.errors import EventError, ServiceError
-from streamtune.events.schema import DataArrival
+from streamtune.events.dlq import ERROR_HEADER, DeadLetter, DeadLetterWriter
+
+__all__ = ["ERROR_HEADER", "EventRecord", "EventSource", "KafkaEventSource", "Offsets", "Watermarks"]
+from streamtune.events.schema import MAX_EVENT_BYTES, DataArrival
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,8 @@ Offsets = dict[tuple[str, int], int]
 ASSIGN_REFRESH_S = 30.0
 """How often a source with ``assign=True`` looks for new partitions of its topics."""
 
-ERROR_HEADER = "streamtune.error"
-"""Header of a dead-lettered record that holds the reason it was rejected."""
+Watermarks = dict[tuple[str, int], tuple[int, int]]
+"""``{(topic, partition): (earliest offset, end offset)}``: the end offset is the NEXT one to be written."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class EventRecord:
         event: The decoded event, or None for a bad record.
         error: Why the record is bad (an :class:`EventError` headline), or None.
         raw: The record's value as read (None for a tombstone).
+        key: The record's key as read.
 
     Example:
         >>> ev = DataArrival(dataset="sales", rows=[{"x": 1}], num_rows=1)
@@ -63,6 +67,7 @@ class EventRecord:
     event: DataArrival | None
     error: str | None = None
     raw: bytes | None = None
+    key: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,17 +80,18 @@ class EventRecord:
         return self.offset + 1
 
     @classmethod
-    def decode(cls, topic: str, partition: int, offset: int, raw: bytes | None) -> EventRecord:
-        """Decode a raw value into a good or a bad record; never raises.
+    def decode(cls, topic: str, partition: int, offset: int, raw: bytes | None, key: bytes | None = None, *,
+               max_bytes: int = MAX_EVENT_BYTES) -> EventRecord:
+        """Decode a raw value into a good or a bad record (bigger than ``max_bytes`` is bad); never raises.
 
         Example:
             >>> EventRecord.decode("t", 0, 7, b"{oops").error.startswith("event is not valid JSON")
             True
         """
         try:
-            return cls(topic, partition, offset, DataArrival.from_bytes(raw), None, raw)
+            return cls(topic, partition, offset, DataArrival.from_bytes(raw, max_bytes=max_bytes), None, raw, key)
         except EventError as exc:
-            return cls(topic, partition, offset, None, exc.headline, raw)
+            return cls(topic, partition, offset, None, exc.headline, raw, key)
 
 
 class EventSource(abc.ABC):
@@ -122,6 +128,23 @@ class EventSource(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the source's connections; safe to call twice."""
+
+    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Copy ``letters`` to the dead-letter topic with their reasons and wait until each is acknowledged.
+
+        The caller stores its offsets past a refused record only after this returns.
+
+        Raises:
+            ServiceError: a letter was not acknowledged, or this source has no dead-letter topic (the
+                default): the records stay unconsumed.
+        """
+        if letters:
+            raise ServiceError(f"{type(self).__name__} has no dead-letter topic; {len(letters)} refused record(s) "
+                               "stay unconsumed", fix="give the source a dead_letter_topic")
+
+    def watermarks(self, partitions: Iterable[tuple[str, int]]) -> Watermarks:
+        """Return the earliest and end offsets of ``partitions``; empty when the source cannot tell (the default)."""
+        return {}
 
     def __enter__(self) -> EventSource:
         return self
@@ -162,9 +185,11 @@ class KafkaEventSource(EventSource):
         topics: Topics to subscribe to.
         group_id: Consumer group.
         start_offsets: ``{(topic, partition): next offset}`` to start from (e.g. from the controller's DB).
-        dead_letter_topic: When set, bad records are also sent there, with the reason in the
-            ``streamtune.error`` header and their origin in ``streamtune.source.*`` headers.
+        dead_letter_topic: Where :meth:`dead_letter` sends refused records, with the reason in the
+            ``streamtune.error`` header and their origin in ``streamtune.source.*`` headers. Bad records are
+            returned by :meth:`poll` with ``error`` set; the caller decides and dead-letters them.
         assign: Take all partitions directly (no group membership); commits still go to ``group_id``.
+        max_event_bytes: Records with a bigger value come back bad ("event is N bytes ...").
         **consumer_config: Extra ``KafkaConsumer`` settings (e.g. ``session_timeout_ms``).
 
     Raises:
@@ -187,15 +212,16 @@ class KafkaEventSource(EventSource):
         *,
         dead_letter_topic: str | None = None,
         assign: bool = False,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         **consumer_config: Any,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)
         self.group_id = group_id
         self.dead_letter_topic = dead_letter_topic
+        self.max_event_bytes = max_event_bytes
         self._positions: Offsets = dict(start_offsets or {})
-        self._dlq: KafkaProducer | None = None
-        self._dlq_pending: list[tuple[EventRecord, Any]] = []
+        self._dlq = DeadLetterWriter(bootstrap, dead_letter_topic) if dead_letter_topic else None
         self._closed = False
         config = {"enable_auto_commit": False, "auto_offset_reset": "earliest", **consumer_config}
         try:
@@ -221,17 +247,58 @@ class KafkaEventSource(EventSource):
         """
         if self._assign and time.monotonic() - self._assigned_at > ASSIGN_REFRESH_S:
             self._assign_all()
-        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise ServiceError(f"Kafka at {self.bootstrap} failed a poll of {self.topics}: {exc}") from None
         records: list[EventRecord] = []
+        decode, limit = EventRecord.decode, self.max_event_bytes
         for tp in sorted(batches):
-            for msg in batches[tp]:
-                record = EventRecord.decode(msg.topic, msg.partition, msg.offset, msg.value)
-                if not record.ok:
-                    self._reject(record, msg.key)
-                records.append(record)
-                self._positions[(msg.topic, msg.partition)] = msg.offset + 1
-        self._flush_dlq()
+            msgs = batches[tp]
+            for msg in msgs:
+                records.append(decode(msg.topic, msg.partition, msg.offset, msg.value, msg.key, max_bytes=limit))
+            if msgs:
+                self._positions[(tp.topic, tp.partition)] = msgs[-1].offset + 1
+        for record in records:
+            if not record.ok:
+                log.warning("Bad event at %s[%d] offset %d: %s", *_where(record), record.error)
         return records
+
+    def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Send ``letters`` to the dead-letter topic and wait for every acknowledgement.
+
+        Raises:
+            ServiceError: one was not acknowledged, or the source has no dead-letter topic.
+
+        Example:
+            >>> source.dead_letter([DeadLetter(record, "no spec for dataset sales")])  # doctest: +SKIP
+        """
+        if not letters:
+            return
+        if self._dlq is None:
+            super().dead_letter(letters)
+            return
+        self._dlq.send(letters)
+
+    def watermarks(self, partitions: Iterable[tuple[str, int]]) -> Watermarks:
+        """Earliest and end offsets of ``partitions``, asked of the broker.
+
+        Raises:
+            ServiceError: the broker did not answer.
+
+        Example:
+            >>> source.watermarks([("streamtune.data", 0)])  # doctest: +SKIP
+            {('streamtune.data', 0): (0, 42)}
+        """
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        if not tps:
+            return {}
+        try:
+            first = self._consumer.beginning_offsets(tps)
+            end = self._consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise ServiceError(f"Kafka at {self.bootstrap} did not give the offsets of {tps}: {exc}") from None
+        return {(tp.topic, tp.partition): (int(first[tp]), int(end[tp])) for tp in tps if tp in first and tp in end}
 
     def commit(self, offsets: Offsets) -> None:
         """Commit ``offsets`` (next offset to read) to the group in Kafka.
@@ -297,42 +364,6 @@ class KafkaEventSource(EventSource):
             if offset is not None:
                 log.debug("Seeking %s[%d] to offset %d", tp.topic, tp.partition, offset)
                 self._consumer.seek(tp, offset)
-
-    def _reject(self, record: EventRecord, key: bytes | None) -> None:
-        log.warning(
-            "Bad event at %s[%d] offset %d: %s",
-            record.topic, record.partition, record.offset, record.error,
-        )  # fmt: skip
-        if not self.dead_letter_topic:
-            return
-        headers = [
-            (ERROR_HEADER, (record.error or "").encode()),
-            ("streamtune.source.topic", record.topic.encode()),
-            ("streamtune.source.partition", str(record.partition).encode()),
-            ("streamtune.source.offset", str(record.offset).encode()),
-        ]
-        try:
-            if self._dlq is None:
-                self._dlq = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-            future = self._dlq.send(self.dead_letter_topic, value=record.raw, key=key, headers=headers)
-        except KafkaError as exc:
-            log.error("Could not dead-letter %s[%d] offset %d: %s", *_where(record), exc)
-            return
-        self._dlq_pending.append((record, future))
-
-    def _flush_dlq(self) -> None:
-        # Flush before the caller can commit past the bad records, so none is lost between the two topics.
-        # A failure is logged, not raised: the record stays in its source topic; bad records never raise.
-        pending, self._dlq_pending = self._dlq_pending, []
-        if self._dlq is None or not pending:
-            return
-        try:
-            self._dlq.flush(timeout=30)
-        except KafkaError as exc:
-            log.error("Could not flush the dead-letter topic %s: %s", self.dead_letter_topic, exc)
-        for record, future in pending:
-            if not future.succeeded():
-                log.error("Could not dead-letter %s[%d] offset %d: %s", *_where(record), future.exception)
 
 
 def _where(record: EventRecord) -> tuple[str, int, int]:

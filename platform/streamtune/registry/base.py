@@ -113,25 +113,31 @@ class Registry(ABC):
         windows: dict[str, dict[str, Any] | None],
         new_runs: list[RunRecord],
         seen: list[SeenKey] | None = None,
+        *,
+        window_events: dict[str, list[Any]] | None = None,
     ) -> list[str]:
-        """Store offsets, window state, new runs and seen keys in ONE transaction: all of it, or none.
+        """Store offsets, window state and events, new runs and seen keys in ONE transaction: all of it, or none.
 
         Args:
             group: Kafka consumer group the offsets belong to.
             offsets: ``(topic, partition) -> next offset to read``; upserted. An offset below the stored one
                 raises: stored offsets only move forward, except through :meth:`reset_offsets`.
-            windows: ``window key -> state``; each given key's state is replaced, and ``{}`` or ``None``
-                deletes it. Keys not given are left alone.
+            windows: ``window key -> state``; each given key's state is replaced (its ``events`` list too),
+                and ``{}`` or ``None`` deletes it with its events. Keys not given are left alone.
             new_runs: Runs to insert. A run whose ``run_id`` exists is skipped (idempotent replay), but
                 one whose dataset or offsets differ from the stored run's raises, since its id collides.
             seen: Event ids and normalized URIs of the closed windows, for deduplication across windows;
                 a key already stored for its spec is left as it is.
+            window_events: ``window key -> events`` appended, in order, to the ``events`` list of a window
+                that is stored (or given in ``windows``): a poll writes only its new events, not the whole
+                window again. :meth:`load_windows` returns them in the window's ``events``.
 
         Returns:
             The run ids actually inserted, in the order given.
 
         Raises:
-            RegistryError: the transaction failed; nothing was stored.
+            RegistryError: the transaction failed (or events were appended to a window with no state); nothing
+                was stored.
 
         Example:
             >>> from streamtune.registry import RunRecord, open_registry
@@ -141,11 +147,15 @@ class Registry(ABC):
             ['r-1']
             >>> reg.commit_window("g", {("d", 0): 10}, {}, [run]), reg.load_offsets("g")
             ([], {('d', 0): 10})
+            >>> _ = reg.commit_window("g", {("d", 0): 11}, {"ctr": {"opened_at": 1.0, "events": [{"offset": 10}]}}, [])
+            >>> _ = reg.commit_window("g", {("d", 0): 12}, {}, [], window_events={"ctr": [{"offset": 11}]})
+            >>> reg.load_windows()
+            {'ctr': {'events': [{'offset': 10}, {'offset': 11}], 'opened_at': 1.0}}
         """
 
     @abstractmethod
-    def seen_keys(self, spec_name: str, keys: list[str]) -> set[str]:
-        """Return which of ``keys`` spec ``spec_name`` has already seen in a closed window.
+    def seen_keys(self, spec_name: str, keys: list[str], *, since: float | None = None) -> set[str]:
+        """Return which of ``keys`` spec ``spec_name`` has already seen in a closed window (at ``since`` or later).
 
         Example:
             >>> from streamtune.registry import RunRecord, SeenKey, open_registry
@@ -190,7 +200,7 @@ class Registry(ABC):
 
     @abstractmethod
     def load_windows(self) -> dict[str, dict[str, Any]]:
-        """Return every stored window state, by window key."""
+        """Return every stored window state, by window key, its appended events last in its ``events`` list."""
 
     # -- runs --------------------------------------------------------------------------------------
 
@@ -216,6 +226,20 @@ class Registry(ABC):
             >>> from streamtune.registry import open_registry
             >>> open_registry("sqlite:///:memory:").list_runs(status=["running", "pending"])
             []
+        """
+
+    @abstractmethod
+    def count_runs(self, spec_name: str | None = None,
+                   status: RunStatus | str | list[RunStatus | str] | None = None) -> int:
+        """Count runs, optionally of one spec and of given status(es), with no limit (e.g. a spec's queue depth).
+
+        Raises:
+            RegistryError: ``status`` names no :class:`RunStatus`.
+
+        Example:
+            >>> from streamtune.registry import open_registry
+            >>> open_registry("sqlite:///:memory:").count_runs("ctr", status="pending")
+            0
         """
 
     @abstractmethod

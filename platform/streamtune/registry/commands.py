@@ -27,8 +27,8 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.serving.records import SwapReport
 
 __all__ = [
-    "CancelRun", "Command", "CommandOutcome", "CommandRecord", "CommandStatus", "PauseSpec", "Promote",
-    "ResumeSpec", "Rollback", "RunNow", "SubmitSpec", "new_command_id",
+    "CancelRun", "Command", "CommandOutcome", "DeleteSpec", "CommandRecord", "CommandStatus", "PauseSpec", "Promote",
+    "ResumeSpec", "RetryRun", "Rollback", "RunNow", "SubmitSpec", "new_command_id",
 ]
 
 
@@ -68,6 +68,26 @@ class ResumeSpec(_Command):
 
     def describe(self) -> str:
         return f"resume spec {self.spec}"
+
+
+class DeleteSpec(_Command):
+    """Remove a spec: its topic stops being watched for it and its open window is discarded.
+
+    Its runs, model versions and aliases stay in the registry. Refused while a run of it is in flight
+    (submitted, running, or passed the gate and being promoted) unless ``force``, which stops that run's Ray Job
+    and cancels it; pending runs are cancelled either way.
+
+    Example:
+        >>> DeleteSpec(spec="ctr", force=True).describe()
+        'delete spec ctr (force)'
+    """
+
+    kind: Literal["delete_spec"] = Field("delete_spec", description="Command kind.")
+    spec: str = Field(description="Spec name.")
+    force: bool = Field(False, description="Stop and cancel a run in flight instead of refusing.")
+
+    def describe(self) -> str:
+        return f"delete spec {self.spec}" + (" (force)" if self.force else "")
 
 
 class Promote(_Command):
@@ -111,8 +131,19 @@ class RunNow(_Command):
         return f"run {self.spec} now"
 
 
+class RetryRun(_Command):
+    """Start a new attempt of a failed run at once (a new Ray Job over the same window)."""
+
+    kind: Literal["retry"] = Field("retry", description="Command kind.")
+    run_id: str = Field(description="The failed run to retry.")
+
+    def describe(self) -> str:
+        return f"retry run {self.run_id}"
+
+
 Command = Annotated[
-    SubmitSpec | PauseSpec | ResumeSpec | Promote | Rollback | CancelRun | RunNow, Field(discriminator="kind")
+    SubmitSpec | PauseSpec | ResumeSpec | DeleteSpec | Promote | Rollback | CancelRun | RunNow | RetryRun,
+    Field(discriminator="kind"),
 ]
 """Any command; the ``kind`` field tells which."""
 

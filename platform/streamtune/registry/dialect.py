@@ -89,6 +89,8 @@ class Dialect:
     name = "sqlite"
     begin = "BEGIN IMMEDIATE"
     """Opens a write transaction. SQLite's takes the file's write lock at once, so writes never interleave."""
+    begin_read = "BEGIN"
+    """Opens a read-only transaction whose queries all see one snapshot (SQLite in WAL mode: a deferred one)."""
     for_update = ""
     """Appended to a SELECT whose rows the transaction then changes; SQLite needs nothing."""
     lock_sql: str | None = None
@@ -132,6 +134,7 @@ class PostgresDialect(Dialect):
 
     name = "postgres"
     begin = "BEGIN"
+    begin_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     for_update = " FOR UPDATE"
     lock_sql = "SELECT pg_advisory_xact_lock(?)"
     table_exists = "SELECT to_regclass(?) IS NOT NULL AS found"

@@ -178,7 +178,8 @@ class AliasEvent(BaseModel):
     at: float = Field(default_factory=time.time, description="Unix time of the change.")
 
 
-def run_id_for(dataset: str, offsets: dict[str, list[int]], *, spec_name: str | None = None) -> str:
+def run_id_for(dataset: str, offsets: dict[str, list[int]], *, spec_name: str | None = None,
+               resets: dict[str, int] | None = None) -> str:
     """Derive a window's run id from its dataset and offset ranges.
 
     The id is ``"r-"`` and 16 hex digits of a sha256, so it is stable across processes and restarts, and
@@ -189,6 +190,9 @@ def run_id_for(dataset: str, offsets: dict[str, list[int]], *, spec_name: str | 
         offsets: ``"topic:partition" -> [first, last]`` offsets of the window.
         spec_name: Pass it when several JobSpecs may watch the same dataset, so their windows get
             distinct runs; left out, the id depends on the dataset and offsets only.
+        resets: ``"topic:partition" -> recorded offset resets`` of the window's partitions: a topic that was
+            recreated restarts its offsets, and its new windows must not take the ids of the old ones. Zero
+            counts are left out, so a partition never reset keeps its ids.
 
     Returns:
         The run id.
@@ -199,6 +203,9 @@ def run_id_for(dataset: str, offsets: dict[str, list[int]], *, spec_name: str | 
         True
         >>> len(run_id_for("clicks", {"a:0": [1, 5]}))
         18
+        >>> run_id_for("clicks", {"a:0": [1, 5]}, resets={"a:0": 0}) == run_id_for("clicks", {"a:0": [1, 5]}) != (
+        ...     run_id_for("clicks", {"a:0": [1, 5]}, resets={"a:0": 1}))
+        True
     """
     payload: dict[str, Any] = {
         "dataset": dataset,
@@ -206,6 +213,9 @@ def run_id_for(dataset: str, offsets: dict[str, list[int]], *, spec_name: str | 
     }
     if spec_name is not None:
         payload["spec_name"] = spec_name
+    epochs = sorted((key, int(n)) for key, n in (resets or {}).items() if n and key in offsets)
+    if epochs:
+        payload["resets"] = epochs
     digest = hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
     return "r-" + digest[:16]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from streamtune.errors import RegistryError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS seen_keys (
     spec_name TEXT NOT NULL, key TEXT NOT NULL, run_id TEXT NOT NULL, first_seen REAL NOT NULL,
     PRIMARY KEY (spec_name, key));
 CREATE INDEX IF NOT EXISTS seen_keys_by_age ON seen_keys (first_seen);
+CREATE TABLE IF NOT EXISTS window_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS window_events_by_key ON window_events (key, seq);
 """
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -80,6 +83,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE runs ADD COLUMN retry_at REAL",
     ),
+    # version 4 -> 5: a window's events are rows of window_events, appended as they arrive, instead of a list
+    # rewritten with the whole window state on every poll. Windows stored before keep their events in their
+    # state, and load_windows reads both, so no row needs to move.
+    5: (),
 }
 
 

@@ -47,6 +47,7 @@ _SEEN_INSERT = insert_sql("seen_keys", ("spec_name", "key", "run_id", "first_see
 _RUN_INSERT = insert_sql("runs", _RUN_COLUMNS, ignore=("run_id",))
 _OFFSETS = "SELECT topic, part, next_offset FROM consumer_offsets WHERE grp = ?"
 _WINDOW_UPSERT = upsert_sql("windows", ("key", "state", "updated_at"), key=("key",))
+_WINDOW_EVENT_INSERT = insert_sql("window_events", ("key", "body"))
 _ALIAS_UPSERT = upsert_sql("aliases", ("name", "alias", "version", "updated_at"), key=("name", "alias"))
 _ALIAS_EVENT = insert_sql("alias_events", ("name", "alias", "version", "previous", "reason", "at"))
 
@@ -114,6 +115,7 @@ class SqlStore(SqlControl, Registry):
         with self._tx() as tx:
             gone = tx.run("DELETE FROM specs WHERE name = ?", (name,)) == 1
             tx.run("DELETE FROM windows WHERE key = ?", (name,))
+            tx.run("DELETE FROM window_events WHERE key = ?", (name,))
             tx.run("DELETE FROM seen_keys WHERE spec_name = ?", (name,))
             return gone
 
@@ -145,24 +147,33 @@ class SqlStore(SqlControl, Registry):
         windows: dict[str, dict[str, Any] | None],
         new_runs: list[RunRecord],
         seen: list[SeenKey] | None = None,
+        *,
+        window_events: dict[str, list[Any]] | None = None,
     ) -> list[str]:
-        """Store offsets, window state, new runs and seen keys atomically (see :meth:`Registry.commit_window`)."""
-        window_rows = [(k, _dumps(v, f"window {k}") if v else None) for k, v in windows.items()]
+        """Store offsets, window state and events, new runs and seen keys atomically (see
+        :meth:`Registry.commit_window`)."""
+        window_rows = [self._window_rows(k, v) for k, v in windows.items()]
+        appends = [(k, [_dumps(e, f"event of window {k}") for e in events])
+                   for k, events in (window_events or {}).items() if events]
         run_rows = [self._run_row(run) for run in new_runs]
         with self._tx() as tx:
             self._upsert_offsets(tx, group, offsets)
             self._write_windows(tx, window_rows)
+            self._append_events(tx, appends)
             inserted = self._insert_runs(tx, run_rows)
             tx.many(_SEEN_INSERT, [(k.spec_name, k.key, k.run_id, k.first_seen) for k in seen or ()])
             return inserted
 
-    def seen_keys(self, spec_name: str, keys: list[str]) -> set[str]:
-        """Return which of ``keys`` spec ``spec_name`` has already seen in a closed window."""
+    def seen_keys(self, spec_name: str, keys: list[str], *, since: float | None = None) -> set[str]:
+        """Return which of ``keys`` spec ``spec_name`` has seen in a closed window, at ``since`` or later."""
         found: set[str] = set()
-        for start in range(0, len(keys), 500):  # stay under every database's parameter limit
-            chunk = keys[start:start + 500]
-            sql = f"SELECT key FROM seen_keys WHERE spec_name = ? AND key IN ({', '.join('?' * len(chunk))})"
-            found.update(r["key"] for r in self._query(sql, (spec_name, *chunk)))
+        unique = list(dict.fromkeys(keys))
+        age = "" if since is None else " AND first_seen >= ?"
+        extra: tuple[Any, ...] = () if since is None else (since,)
+        for start in range(0, len(unique), 500):  # stay under every database's parameter limit
+            chunk = unique[start:start + 500]
+            sql = f"SELECT key FROM seen_keys WHERE spec_name = ?{age} AND key IN ({', '.join('?' * len(chunk))})"
+            found.update(r["key"] for r in self._query(sql, (spec_name, *extra, *chunk)))
         return found
 
     def purge_seen(self, older_than: float) -> int:
@@ -185,13 +196,32 @@ class SqlStore(SqlControl, Registry):
         tx.many(_OFFSET_UPSERT, [(group, topic, int(part), int(off), now) for (topic, part), off in offsets.items()])
 
     @staticmethod
-    def _write_windows(tx: Tx, rows: list[tuple[str, str | None]]) -> None:
+    def _window_rows(key: str, state: dict[str, Any] | None) -> tuple[str, str | None, list[str]]:
+        """A window's header (its state, events left as an empty list) and its events, as stored."""
+        if not state:
+            return key, None, []
+        header = {k: ([] if k == "events" else v) for k, v in state.items()}
+        events = state.get("events") or []
+        return key, _dumps(header, f"window {key}"), [_dumps(e, f"event of window {key}") for e in events]
+
+    @staticmethod
+    def _write_windows(tx: Tx, rows: list[tuple[str, str | None, list[str]]]) -> None:
         now = time.time()
-        for key, state in rows:
-            if state is None:
+        for key, header, events in rows:
+            tx.run("DELETE FROM window_events WHERE key = ?", (key,))
+            if header is None:
                 tx.run("DELETE FROM windows WHERE key = ?", (key,))
-            else:
-                tx.run(_WINDOW_UPSERT, (key, state, now))
+                continue
+            tx.run(_WINDOW_UPSERT, (key, header, now))
+            tx.many(_WINDOW_EVENT_INSERT, [(key, body) for body in events])
+
+    def _append_events(self, tx: Tx, appends: list[tuple[str, list[str]]]) -> None:
+        now = time.time()
+        for key, bodies in appends:
+            if tx.run("UPDATE windows SET updated_at = ? WHERE key = ?", (now, key)) != 1:
+                raise RegistryError(f"cannot append {len(bodies)} event(s) to window {key}: it has no stored state",
+                                    fix="store the window's state (windows={key: state}) in the same commit")
+            tx.many(_WINDOW_EVENT_INSERT, [(key, body) for body in bodies])
 
     def _insert_runs(self, tx: Tx, rows: list[dict[str, Any]]) -> list[str]:
         inserted = []
@@ -213,8 +243,22 @@ class SqlStore(SqlControl, Registry):
         return {(r["topic"], r["part"]): r["next_offset"] for r in self._query(_OFFSETS, (group,))}
 
     def load_windows(self) -> dict[str, dict[str, Any]]:
-        """Return every stored window state, by window key."""
-        return {r["key"]: _loads(r["state"]) for r in self._query("SELECT key, state FROM windows")}
+        """Return every stored window state, by window key, with its appended events in order."""
+        with self._lock, self._driver_errors():  # both tables from one snapshot
+            tx = Tx(self._open_conn(), self.dialect)
+            try:
+                tx.run(self.dialect.begin_read)
+                states = {r["key"]: _loads(r["state"]) for r in tx.all("SELECT key, state FROM windows")}
+                events = tx.all("SELECT key, body FROM window_events ORDER BY seq")
+                tx.run("COMMIT")
+            except BaseException:
+                self._rollback(tx)
+                raise
+        for row in events:
+            state = states.get(row["key"])
+            if state is not None:
+                state.setdefault("events", []).append(_loads(row["body"]))
+        return states
 
     # -- runs --------------------------------------------------------------------------------------
 
@@ -261,6 +305,21 @@ class SqlStore(SqlControl, Registry):
         order = "ASC" if oldest_first else "DESC"
         sql = f"SELECT * FROM runs {clause}ORDER BY created_at {order}, seq {order} LIMIT ?"
         return [self._run_from(r) for r in self._query(sql, (*params, limit))]
+
+    def count_runs(self, spec_name: str | None = None,
+                   status: RunStatus | str | list[RunStatus | str] | None = None) -> int:
+        """Count runs by spec and status (see :meth:`Registry.count_runs`)."""
+        where, params = [], []
+        if spec_name is not None:
+            where.append("spec_name = ?")
+            params.append(spec_name)
+        if status is not None:
+            values = _status_values(status)
+            where.append(f"status IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._query(f"SELECT COUNT(*) AS n FROM runs{clause}", tuple(params))
+        return int(rows[0]["n"])
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         """Change fields of a run and set ``updated_at`` (see :meth:`Registry.update_run`)."""

@@ -15,7 +15,7 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.config.settings import Settings
 from streamtune.control.base import ControlPlane
 from streamtune.control.local import LocalControlPlane
-from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
+from streamtune.control.records import ControlStatus, Prediction, PublishedEvent, RunLogs
 from streamtune.errors import ServiceError
 from streamtune.events.schema import DataArrival
 from streamtune.registry.commands import Command, CommandRecord
@@ -147,6 +147,9 @@ class Client(ControlPlane):
 
     def predict(self, name: str, rows: list[dict[str, Any]], timeout_s: float = 10) -> Prediction:
         return self.control.predict(name, rows, timeout_s)
+
+    def job_logs(self, run: RunRecord, attempt: int) -> RunLogs:
+        return self.control.job_logs(run, attempt)
 
     def ship_code(self, spec: JobSpec) -> JobSpec:
         return self.control.ship_code(spec)

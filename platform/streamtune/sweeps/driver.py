@@ -1,8 +1,11 @@
 """The sweep's Ray Job entrypoint: ``python -m streamtune.sweeps.driver REQUEST_URI``.
 
-It reads the request from the artifact store, reads the window's snapshot, runs the Tune sweep, scores the
-winner and the champion on the same holdout, and writes ``result.json`` beside the request. The controller
-reads that; only the controller writes run state. Nothing it is handed names a local path of the controller.
+It reads the request from the artifact store, reads the window's snapshot, checks that the cluster can place
+one trial (else it fails at once, naming what is missing), runs the Tune sweep (``sweep.time_budget`` is Tune's
+``time_budget_s``), scores the winner and the champion on the same holdout, and writes ``result.json`` beside the
+request. If anything raises, it writes ``error.json`` there instead (type, message, traceback) and exits 1. The
+controller reads those; only the controller writes run state. Nothing it is handed names a local path of the
+controller.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from streamtune.artifacts.verified import fetch_verified
 from streamtune.config.jobspec import JobSpec
 from streamtune.data.snapshot import Snapshot
 from streamtune.job import load_job_class
+from streamtune.sweeps.failures import JobFailure, check_trial_resources, error_uri
 from streamtune.sweeps.runner import pick_best, run_tune, timed
 from streamtune.sweeps.schema import HoldoutScores, SweepRequest, SweepResult
 from streamtune.sweeps.space import run_seed
@@ -65,6 +69,7 @@ def run(req: SweepRequest) -> SweepResult:
     snap, t_snap = timed(lambda: Snapshot.from_parts(spec.dataset, req.uris, req.rows, trusted_roots=req.trusted_roots))
     splits = snap.split(spec.validation.holdout_fraction, spec.validation.valid_fraction)
     seed = run_seed(spec.sweep, req.run_id)
+    check_trial_resources(spec.sweep.resources.cpu, spec.sweep.resources.gpu)
     trials, t_sweep = timed(
         lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_uri, seed=seed)
     )
@@ -81,13 +86,20 @@ def run(req: SweepRequest) -> SweepResult:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of the Ray Job."""
+    """Entry point of the Ray Job: 0 with ``result.json`` written, 1 with ``error.json`` written."""
     import ray
 
     store = ArtifactStore(argv[0])
     req = SweepRequest.model_validate_json(store.get_text(argv[0]))
-    ray.init(address="auto", log_to_driver=False)
-    result = run(req)
+    try:
+        ray.init(address="auto", log_to_driver=False)
+        result = run(req)
+    except Exception as exc:
+        failure = JobFailure.from_exception(exc, req.submission_id)
+        print(failure.traceback, file=sys.stderr)
+        store.put_text(error_uri(req.out_uri), failure.model_dump_json(indent=2))
+        print(failure.headline, file=sys.stderr)  # the log's last line names the exception too
+        return 1
     store.put_text(result_uri(req.out_uri), result.model_dump_json(indent=2))
     print(json.dumps({"run_id": req.run_id, "best": result.best.params, "holdout": result.holdout.model_dump()}))
     return 0

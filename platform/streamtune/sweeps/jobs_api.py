@@ -1,4 +1,6 @@
-"""Submit sweeps as Ray Jobs, one per run, with ``submission_id = run_id`` so resubmitting is a no-op.
+"""Submit sweeps as Ray Jobs, one per run attempt, with ``submission_id = run_id`` for the first attempt and
+``<run_id>-a<N>`` after (:attr:`RunRecord.submission_id`), so resubmitting an attempt is a no-op and a retry is a
+new job.
 
 Nothing submitted names a path of the controller's machine: the entrypoint is ``python`` as the cluster has it,
 the request is a URI in the artifact store, and the job code arrives through ``runtime_env.py_modules`` by URI.
@@ -11,7 +13,7 @@ import os
 import time
 
 from streamtune.artifacts.store import ray_uri
-from streamtune.errors import SweepError
+from streamtune.errors import NotFoundError, ServiceError, SweepError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,11 @@ class RayJobRunner:
         'python -P -m streamtune.sweeps.driver s3://b/sales/r-1a2b/request.json'
         >>> runner.submit("r-1a2b", "s3://b/sales/r-1a2b/request.json", "s3://b/code/5e1f.zip")  # doctest: +SKIP
         True
+        >>> runner.submit("r-1a2b-a2", "s3://b/sales/r-1a2b/request.json", "s3://b/code/5e1f.zip",
+        ...               run_id="r-1a2b")  # a retry: a new job  # doctest: +SKIP
+        True
+        >>> runner.logs("r-1a2b-a2").splitlines()[-1]  # doctest: +SKIP
+        'ValueError: boom'
     """
 
     def __init__(self, jobs_url: str, *, agent_wait_s: float = 60,
@@ -57,9 +64,13 @@ class RayJobRunner:
         cannot shadow the ray package)."""
         return f"python -P -m streamtune.sweeps.driver {request_uri}"
 
-    def submit(self, run_id: str, request_uri: str, code_uri: str) -> bool:
-        """Submit the run's sweep; returns False if a job with this run_id already exists."""
-        if self.status(run_id) is not None:
+    def submit(self, submission_id: str, request_uri: str, code_uri: str, *, run_id: str | None = None) -> bool:
+        """Submit one attempt of a run's sweep as the Ray Job ``submission_id``; False if that job exists already.
+
+        ``run_id`` (default: ``submission_id``) goes into the job's metadata.
+        """
+        run_id = run_id or submission_id
+        if self.status(submission_id) is not None:
             return False
         entrypoint = self.entrypoint(request_uri)
         env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
@@ -70,28 +81,38 @@ class RayJobRunner:
         while True:
             try:
                 self.client.submit_job(
-                    entrypoint=entrypoint, submission_id=run_id, runtime_env=runtime_env,
-                    entrypoint_num_cpus=0, entrypoint_num_gpus=0, metadata={"streamtune_run": run_id},
+                    entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env,
+                    entrypoint_num_cpus=0, entrypoint_num_gpus=0,
+                    metadata={"streamtune_run": run_id, "streamtune_submission": submission_id},
                     entrypoint_resources=self.driver_resources or None,
                 )
                 return True
             except Exception as exc:  # the Jobs API raises RuntimeError for a duplicate id, among others
-                if self.status(run_id) is not None:
+                if self.status(submission_id) is not None:
                     return False
                 # a fresh cluster's job agent takes a few seconds to come up after the dashboard
                 if "No available agent" in str(exc) and time.monotonic() < deadline:
                     time.sleep(1.0)
                     continue
-                raise SweepError(f"could not submit run {run_id} to Ray Jobs at {self.jobs_url}: {exc}") from None
+                raise SweepError(f"could not submit run {run_id} (Ray Job {submission_id}) to Ray Jobs at "
+                                 f"{self.jobs_url}: {exc}") from None
 
-    def status(self, run_id: str) -> str | None:
-        """The Ray Job's status name, or None if no job has this run_id."""
+    def status(self, submission_id: str) -> str | None:
+        """The Ray Job's status name, or None if the cluster has no job of this id (it never had, or it restarted).
+
+        Raises:
+            SweepError: the Jobs API cannot be reached, so whether the job exists is unknown (a run must not be
+                given up, or retried beside a job still running, on a transient error).
+        """
         try:
-            return str(self.client.get_job_status(run_id).value)
-        except Exception as exc:  # unknown ids raise; anything else is logged and treated as unknown
-            if "does not exist" not in str(exc) and "404" not in str(exc):
-                log.warning("status of Ray Job %s unavailable: %s", run_id, exc)
-            return None
+            return str(self.client.get_job_status(submission_id).value)
+        except Exception as exc:  # unknown ids raise "does not exist"; anything else means we cannot tell
+            if "does not exist" in str(exc) or "404" in str(exc):
+                return None
+            self._client = None  # a restarted head: connect afresh next time
+            raise SweepError(f"status of Ray Job {submission_id} unavailable from {self.jobs_url}: "
+                             f"{type(exc).__name__}: {str(exc)[:200]}",
+                             fix="is Ray up? see `streamtune status`; the run is checked again next turn") from None
 
     def driver_node(self, run_id: str) -> str | None:
         """The Ray node id the job's driver runs (or ran) on; None if unknown."""
@@ -102,16 +123,32 @@ class RayJobRunner:
             return None
         return str(node) if node else None
 
-    def logs_tail(self, run_id: str, lines: int = 30) -> str:
-        """The last lines of the job's driver log."""
+    def logs(self, submission_id: str) -> str:
+        """The job's whole driver log (``JobSubmissionClient.get_job_logs``).
+
+        Raises:
+            NotFoundError: the cluster has no job of this id (never submitted, or Ray restarted since).
+            ServiceError: the Jobs API cannot be reached.
+        """
         try:
-            return "\n".join(self.client.get_job_logs(run_id).splitlines()[-lines:])
+            return str(self.client.get_job_logs(submission_id))
+        except Exception as exc:
+            if "does not exist" in str(exc) or "404" in str(exc):
+                raise NotFoundError(f'Got "{submission_id}" for Ray Job; the cluster at {self.jobs_url} has no '
+                                    "such job", fix="Ray keeps job logs only until its head restarts") from None
+            raise ServiceError(f"logs of Ray Job {submission_id} unavailable from {self.jobs_url}: "
+                             f"{type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def logs_tail(self, submission_id: str, lines: int = 30) -> str:
+        """The last lines of the job's driver log (a note in parentheses if they cannot be read)."""
+        try:
+            return "\n".join(self.logs(submission_id).splitlines()[-lines:])
         except Exception as exc:
             return f"(logs unavailable: {exc})"
 
-    def stop(self, run_id: str) -> None:
+    def stop(self, submission_id: str) -> None:
         """Stop a running job."""
         try:
-            self.client.stop_job(run_id)
+            self.client.stop_job(submission_id)
         except Exception as exc:
-            log.warning("could not stop Ray Job %s: %s", run_id, exc)
+            log.warning("could not stop Ray Job %s: %s", submission_id, exc)

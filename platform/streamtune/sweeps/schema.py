@@ -19,7 +19,10 @@ class SweepRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run_id: str = Field(description="Run id; also the Ray Job submission_id.")
+    run_id: str = Field(description="Run id; also the Ray Job submission_id of its first attempt.")
+    submission_id: str | None = Field(
+        None, description="The Ray Job id of this attempt (run_id, then <run_id>-a<N>); written into error.json."
+    )
     spec: dict[str, Any] = Field(description="The JobSpec, as a mapping.")
     uris: list[str] = Field(default_factory=list, description="Parquet files of the window.")
     rows: list[dict[str, Any]] = Field(default_factory=list, description="Inline rows of the window.")

@@ -1,5 +1,5 @@
 """Triggers: per-spec windows that turn data-arrival events into runs."""
 
-from streamtune.triggers.window import Window, WindowEvent, WindowTrigger
+from streamtune.triggers.window import TriggerStage, Window, WindowEvent, WindowTrigger, event_keys
 
-__all__ = ["Window", "WindowEvent", "WindowTrigger"]
+__all__ = ["TriggerStage", "Window", "WindowEvent", "WindowTrigger", "event_keys"]

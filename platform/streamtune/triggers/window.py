@@ -1,105 +1,227 @@
 """Trigger windows: coalesce data-arrival events per JobSpec until ``min_rows`` or ``max_wait``.
 
-The window state is a plain dict so the controller can store it in the registry in the same
-transaction as the Kafka offsets (exactly-once triggering).
+A window closes on the event that brings it to ``trigger.min_rows``; the events after it open the next one,
+so a poll that brings many events closes as many windows as they fill. A window that waited ``max_wait``
+closes before the next event is added, or at the end of a poll.
+
+Changes are staged: :meth:`WindowTrigger.stage` returns a :class:`TriggerStage`, a copy-on-write view of the
+windows that the ingestor fills from one poll. Only after the registry stored the poll's offsets, windows and
+runs does it :meth:`~WindowTrigger.adopt` the stage; a failed poll just drops it, and the windows in memory are
+still the stored ones. :meth:`TriggerStage.changes` says what to store: the state of each new window, and
+only the events appended to a window that was already stored.
+
+Example:
+    >>> from streamtune.config import JobSpec
+    >>> spec = JobSpec.model_validate({"name": "demo", "dataset": {"name": "sales", "label": "y"},
+    ...     "trigger": {"min_rows": 100}, "job": {"entrypoint": "jobs.x:Job"}, "serve": {"app": "sales"},
+    ...     "sweep": {"metric": "rmse", "mode": "min", "space": {"a": {"type": "int", "low": 1, "high": 3}}}})
+    >>> trig = WindowTrigger()
+    >>> stage = trig.stage()
+    >>> for offset in range(3):
+    ...     _ = stage.add(spec, WindowEvent(f"e{offset}", "t", 0, offset, 60, [f"/d/{offset}.parquet"]), now=0.0)
+    >>> [(w.offsets(), reason) for w, reason in stage.closed]
+    [({'t:0': [0, 1]}, 'min_rows')]
+    >>> trig.adopt(stage)
+    >>> trig.windows["demo"].offsets(), trig.windows["demo"].num_rows
+    ({'t:0': [2, 2]}, 60)
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from streamtune.config.jobspec import JobSpec
-from streamtune.events.schema import DataArrival
+
+__all__ = ["TriggerStage", "Window", "WindowEvent", "WindowTrigger", "event_keys"]
 
 
-class WindowEvent(BaseModel):
-    """One event held in a window, with where it came from."""
+def event_keys(event_id: str, uris: Iterable[str]) -> list[str]:
+    """The dedupe keys of an event: ``id:<event id>`` and ``uri:<normalized uri>`` for each file.
 
-    event_id: str = Field(description="Event id (dedupe key).")
-    topic: str = Field(description="Kafka topic.")
-    partition: int = Field(description="Kafka partition.")
-    offset: int = Field(description="Kafka offset.")
-    num_rows: int = Field(description="Rows the event adds.")
-    uris: list[str] = Field(default_factory=list, description="Files it names.")
-    rows: list[dict[str, Any]] = Field(default_factory=list, description="Inline rows.")
+    Example:
+        >>> event_keys("e1", ["/d/a.parquet"])
+        ['id:e1', 'uri:/d/a.parquet']
+    """
+    return [f"id:{event_id}", *(f"uri:{u}" for u in uris)]
 
 
-class Window(BaseModel):
-    """The open window of one JobSpec."""
+@dataclass(slots=True)
+class WindowEvent:
+    """One event held in a window, with where it came from (its URIs normalized)."""
 
-    spec_name: str = Field(description="JobSpec the window belongs to.")
-    dataset: str = Field(description="Dataset name.")
-    opened_at: float = Field(description="Unix time its first event was added.")
-    events: list[WindowEvent] = Field(default_factory=list, description="Events so far, in arrival order.")
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    num_rows: int
+    uris: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def num_rows(self) -> int:
-        """Rows the window holds."""
-        return sum(e.num_rows for e in self.events)
+    def keys(self) -> list[str]:
+        """Its dedupe keys (see :func:`event_keys`)."""
+        return event_keys(self.event_id, self.uris)
+
+    def to_state(self) -> dict[str, Any]:
+        """As stored in the registry."""
+        return {"event_id": self.event_id, "topic": self.topic, "partition": self.partition, "offset": self.offset,
+                "num_rows": self.num_rows, "uris": self.uris, "rows": self.rows}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WindowEvent:
+        """Back from :meth:`to_state`."""
+        return cls(state["event_id"], state["topic"], int(state["partition"]), int(state["offset"]),
+                   int(state["num_rows"]), list(state.get("uris") or []), list(state.get("rows") or []))
+
+
+class Window:
+    """The open window of one JobSpec: its events in arrival order, their rows and dedupe keys."""
+
+    __slots__ = ("dataset", "events", "keys", "num_rows", "opened_at", "spec_name")
+
+    def __init__(self, spec_name: str, dataset: str, opened_at: float, events: Iterable[WindowEvent] = ()) -> None:
+        self.spec_name = spec_name
+        self.dataset = dataset
+        self.opened_at = opened_at
+        self.events: list[WindowEvent] = []
+        self.keys: set[str] = set()
+        self.num_rows = 0
+        for ev in events:
+            self.append(ev)
+
+    def __repr__(self) -> str:
+        return f"Window({self.spec_name!r}, {len(self.events)} events, {self.num_rows} rows)"
+
+    def append(self, ev: WindowEvent) -> None:
+        """Add an event (the caller has deduplicated it)."""
+        self.events.append(ev)
+        self.keys.update(ev.keys())
+        self.num_rows += ev.num_rows
+
+    def copy(self) -> Window:
+        """A copy whose events can be appended to without changing this one."""
+        twin = Window.__new__(Window)
+        twin.spec_name, twin.dataset, twin.opened_at = self.spec_name, self.dataset, self.opened_at
+        twin.events, twin.keys, twin.num_rows = list(self.events), set(self.keys), self.num_rows
+        return twin
 
     def offsets(self) -> dict[str, list[int]]:
         """'topic:partition' -> [first, last] offset of the window."""
-        out: dict[str, list[int]] = {}
+        spans: dict[tuple[str, int], list[int]] = {}
         for e in self.events:
-            key = f"{e.topic}:{e.partition}"
-            lo, hi = out.get(key, [e.offset, e.offset])
-            out[key] = [min(lo, e.offset), max(hi, e.offset)]
-        return out
+            off = e.offset
+            span = spans.get((e.topic, e.partition))
+            if span is None:
+                spans[(e.topic, e.partition)] = [off, off]
+            elif off > span[1]:
+                span[1] = off
+            elif off < span[0]:
+                span[0] = off
+        return {f"{t}:{p}": span for (t, p), span in spans.items()}
+
+    def to_state(self) -> dict[str, Any]:
+        """As stored in the registry (see :meth:`from_state`)."""
+        return {"spec_name": self.spec_name, "dataset": self.dataset, "opened_at": self.opened_at,
+                "events": [e.to_state() for e in self.events]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Window:
+        """A window from its stored state."""
+        return cls(state["spec_name"], state["dataset"], float(state["opened_at"]),
+                   (WindowEvent.from_state(e) for e in state.get("events") or []))
+
+
+class TriggerStage:
+    """One poll's changes to the windows, made on copies; see :meth:`WindowTrigger.stage`."""
+
+    def __init__(self, base: dict[str, Window]) -> None:
+        self._base = base
+        self.windows: dict[str, Window] = dict(base)
+        self.closed: list[tuple[Window, str]] = []
+        self._appended_from: dict[str, int] = {}  # key -> events already stored; -1: a new (or no) window
+        self._closed_keys: dict[str, set[str]] = {}
+
+    def has_key(self, spec_name: str, key: str) -> bool:
+        """True when ``key`` is in the spec's open window or in one of its windows closed in this stage."""
+        win = self.windows.get(spec_name)
+        return (win is not None and key in win.keys) or key in self._closed_keys.get(spec_name, ())
+
+    def add(self, spec: JobSpec, ev: WindowEvent, *, now: float) -> Window | None:
+        """Add ``ev`` to the spec's window; return the window if this event closed it (``min_rows``)."""
+        win = self._writable(spec, now)
+        win.append(ev)
+        if win.num_rows >= spec.trigger.min_rows:
+            self._close(spec.name, "min_rows")
+            return win
+        return None
+
+    def expire(self, specs: dict[str, JobSpec], *, now: float) -> list[tuple[Window, str]]:
+        """Close every window of a known spec that has waited ``max_wait``; return them."""
+        done = []
+        for name, win in list(self.windows.items()):
+            spec = specs.get(name)
+            if spec is not None and win.events and now - win.opened_at >= spec.trigger.max_wait_s:
+                done.append(self._close(name, "max_wait"))
+        return done
+
+    def changes(self) -> tuple[dict[str, dict[str, Any] | None], dict[str, list[dict[str, Any]]]]:
+        """What to store: ``(window states to replace or delete, events to append to stored windows)``."""
+        states: dict[str, dict[str, Any] | None] = {}
+        appends: dict[str, list[dict[str, Any]]] = {}
+        for key, stored in self._appended_from.items():
+            win = self.windows.get(key)
+            if stored >= 0 and win is not None:
+                if len(win.events) > stored:
+                    appends[key] = [e.to_state() for e in win.events[stored:]]
+            elif win is not None:
+                states[key] = win.to_state()
+            elif key in self._base:
+                states[key] = None
+        return states, appends
+
+    def _writable(self, spec: JobSpec, now: float) -> Window:
+        key = spec.name
+        win = self.windows.get(key)
+        if win is not None and win.events and now - win.opened_at >= spec.trigger.max_wait_s:
+            self._close(key, "max_wait")
+            win = None
+        if win is None:
+            win = self.windows[key] = Window(key, spec.dataset.name, now)
+            self._appended_from[key] = -1
+        elif key not in self._appended_from:
+            win = self.windows[key] = win.copy()
+            self._appended_from[key] = len(win.events)
+        return win
+
+    def _close(self, key: str, reason: str) -> tuple[Window, str]:
+        win = self.windows.pop(key)
+        self._closed_keys.setdefault(key, set()).update(win.keys)
+        self._appended_from[key] = -1
+        self.closed.append((win, reason))
+        return win, reason
 
 
 class WindowTrigger:
-    """Per-spec windows with ``min_rows`` / ``max_wait`` closing and event-id dedupe.
+    """The open windows of every spec, as stored; changed only by adopting a :class:`TriggerStage`.
 
     Example:
-        >>> trig = WindowTrigger()
-        >>> # trig.add(spec, event, topic="t", partition=0, offset=5, now=0.0)
-        >>> trig.due({}, now=0.0)
-        []
+        >>> trig = WindowTrigger({"demo": {"spec_name": "demo", "dataset": "sales", "opened_at": 5.0,
+        ...     "events": [{"event_id": "a", "topic": "t", "partition": 2, "offset": 7, "num_rows": 10}]}})
+        >>> trig.windows["demo"].offsets(), sorted(trig.windows["demo"].keys)
+        ({'t:2': [7, 7]}, ['id:a'])
     """
 
-    def __init__(self, state: dict[str, dict] | None = None) -> None:
-        self.windows: dict[str, Window] = {k: Window.model_validate(v) for k, v in (state or {}).items() if v}
-        self.dirty: set[str] = set()
+    def __init__(self, state: dict[str, dict[str, Any]] | None = None) -> None:
+        self.windows: dict[str, Window] = {k: Window.from_state(v) for k, v in (state or {}).items() if v}
 
-    def add(self, spec: JobSpec, event: DataArrival, *, topic: str, partition: int, offset: int, now: float) -> bool:
-        """Add an event to the spec's window; returns False for a duplicate event id or offset."""
-        win = self.windows.get(spec.name)
-        if win is None:
-            win = self.windows[spec.name] = Window(spec_name=spec.name, dataset=spec.dataset.name, opened_at=now)
-        seen = {(e.topic, e.partition, e.offset) for e in win.events}
-        if (topic, partition, offset) in seen or any(e.event_id == event.event_id for e in win.events):
-            return False
-        win.events.append(WindowEvent(
-            event_id=event.event_id, topic=topic, partition=partition, offset=offset,
-            num_rows=event.num_rows, uris=list(event.uris), rows=list(event.rows or []),
-        ))
-        self.dirty.add(spec.name)
-        return True
+    def __iter__(self) -> Iterator[Window]:
+        return iter(self.windows.values())
 
-    def due(self, specs: dict[str, JobSpec], *, now: float) -> list[tuple[Window, str]]:
-        """Close and return every window that reached ``min_rows`` or waited ``max_wait``, with the reason."""
-        closed: list[tuple[Window, str]] = []
-        for name, win in list(self.windows.items()):
-            spec = specs.get(name)
-            if spec is None or not win.events:
-                continue
-            reason = None
-            if win.num_rows >= spec.trigger.min_rows:
-                reason = "min_rows"
-            elif now - win.opened_at >= spec.trigger.max_wait_s:
-                reason = "max_wait"
-            if reason:
-                closed.append((win, reason))
-                del self.windows[name]
-                self.dirty.add(name)
-        return closed
+    def stage(self) -> TriggerStage:
+        """A staged copy of the windows for one poll."""
+        return TriggerStage(self.windows)
 
-    def take_state(self) -> dict[str, dict[str, Any] | None]:
-        """The windows changed since the last call, as dicts ({} for a closed window)."""
-        out: dict[str, dict[str, Any] | None] = {
-            k: (self.windows[k].model_dump() if k in self.windows else None) for k in self.dirty
-        }
-        self.dirty.clear()
-        return out
+    def adopt(self, stage: TriggerStage) -> None:
+        """Make a stage's windows the current ones (after the registry stored them)."""
+        self.windows = stage.windows
