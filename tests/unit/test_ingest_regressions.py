@@ -2,7 +2,7 @@
 
 Every test drives the real :class:`Ingestor` over a :class:`ScriptedSource` (the in-memory EventSource that runs
 the conformance suite) and a real SQLite registry. The same problems are checked against the real broker in
-``tests/integration/test_ingest_regressions.py``.
+``tests/integration/test_ingest_regressions_kafka.py``.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from streamtune.errors import FencedError, SwapError
 from streamtune.registry import SqliteRegistry
 from streamtune.registry.commands import CommandStatus, RetryRun
 from streamtune.registry.records import RunRecord, RunStatus
+from streamtune.serving.records import SwapReport
 from streamtune.sweeps.failures import JobFailure, error_uri, infeasible_reason
 from streamtune.sweeps.schema import HoldoutScores, SweepResult, TrialSummary
 
@@ -66,7 +67,7 @@ class BlockingServing:
         assert self.release.wait(10), "the test never released the swap"
         if self.raise_ is not None:
             raise self.raise_
-        return SimpleNamespace(load_s=0.5, flip_s=0.01, total_s=0.6)
+        return SwapReport(version=ref.version, previous=None, load_s=0.5, flip_s=0.01, total_s=0.6, replicas=1)
 
 
 def _spec(name="sales-gbdt", policy="queue", **sweep):
@@ -391,3 +392,58 @@ def test_trial_resources_no_node_has_fail_fast_with_a_readable_error(monkeypatch
     assert caught.value.headline.startswith("trial needs {'GPU': 1.0}; no node of the cluster has that: ")
     assert "cluster total: {'CPU': 2.0, 'memory': 1000000000.0}" in caught.value.headline
     assert JobFailure.from_exception(caught.value).retryable is False
+
+
+def _champion_v1(env, spec):
+    """A spec with v1 registered, serving and champion, through the advancer's worker."""
+    run_id = _succeeded(env, spec, 1)
+    env.serving.release.set()
+    _step(env, spec)
+    env.adv.promotions.wait(spec.name, 5)
+    _step(env, spec)
+    assert env.reg.get_run(run_id).status == RunStatus.PROMOTED
+    env.serving.release.clear()
+    return run_id
+
+
+def test_promote_command_swaps_off_the_loop_and_another_spec_is_not_delayed(env):
+    from streamtune.registry.commands import Promote
+
+    a, b = _spec("a"), _spec("b")
+    _champion_v1(env, a)
+    mv = env.reg.get_model("a", 1)
+    env.reg.register_model("a", "r-manual", mv.artifact_uri, {}, {}, {})
+    commands = CommandExecutor(env.reg, env.jobs, env.serving, "me", env.store, promotions=env.adv.promotions)
+    cmd = env.reg.append_command(Promote(model="a", version=2), actor="ana", reason="by hand")
+    env.reg.put_spec(b)
+    b_window = _window(env.reg, "b", 5, 5.0)
+    started = time.monotonic()
+    assert commands.step() == []  # the swap started in the worker; the command is not finished
+    assert env.serving.entered.wait(5)
+    assert env.reg.get_command(cmd.id).status == CommandStatus.RUNNING
+    _step(env, b)
+    _step(env, a)  # a's runs wait for the command's swap; the call returns at once
+    assert commands.step() == []
+    assert time.monotonic() - started < 2.0 and env.jobs.submitted == [b_window]
+    assert env.reg.get_alias("a", "champion").version == 1
+    env.serving.release.set()
+    env.adv.promotions.wait("a", 5)
+    [done] = commands.step()
+    assert done.id == cmd.id and done.status == CommandStatus.SUCCEEDED and done.outcome.version == 2
+    assert env.reg.get_alias("a", "champion").version == 2 and env.serving.swaps[-1] == ("a", 2)
+
+
+def test_a_promote_command_that_fails_in_the_worker_records_the_error(env):
+    from streamtune.registry.commands import Promote
+
+    spec = _spec("a")
+    _champion_v1(env, spec)
+    commands = CommandExecutor(env.reg, env.jobs, env.serving, "me", env.store, promotions=env.adv.promotions)
+    cmd = env.reg.append_command(Promote(model="a", version=1), actor="ana", reason="again")
+    env.serving.raise_ = SwapError("replica r1 did not load v1")
+    env.serving.release.set()
+    commands.step()
+    env.adv.promotions.wait("a", 5)
+    commands.step()
+    stored = env.reg.get_command(cmd.id)
+    assert stored.status == CommandStatus.FAILED and stored.error == "replica r1 did not load v1"

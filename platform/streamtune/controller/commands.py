@@ -25,6 +25,7 @@ from streamtune.artifacts.code import pack_code, store_code
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
+from streamtune.controller.promotions import COMMAND_PREFIX, PromotionWorker
 from streamtune.controller.runs import retry_failed_run
 from streamtune.errors import CommandFailed, FencedError, StreamtuneError
 from streamtune.faults import kill_point
@@ -60,25 +61,37 @@ class CommandExecutor:
         jobs: Where sweeps run (to stop a cancelled run's job).
         services: Serving (promote and rollback swap through it).
         holder: This controller's lease holder id, recorded with each command.
+        store: The artifact store (submitted job code is stored there).
+        promotions: When given, ``promote`` and ``rollback`` swap in this worker, off the caller's thread: the
+            command stays ``running`` until a later :meth:`step` finds the swap done and records it (the
+            controller passes its run advancer's worker, so one spec never has two swaps at once).
     """
 
     def __init__(self, registry: Registry, jobs: Jobs | Any, services: Serving | Any, holder: str,
-                 store: ArtifactStore | None = None) -> None:
+                 store: ArtifactStore | None = None, *, promotions: PromotionWorker | None = None) -> None:
         self.registry = registry
         self.jobs = jobs
         self.services = services
         self.holder = holder
         self.store = store
+        self.promotions = promotions
+        self._swaps: dict[str, tuple[str, ModelVersion, str]] = {}
 
     def step(self, limit: int = 20) -> list[CommandRecord]:
-        """Run up to ``limit`` pending (or interrupted) commands, oldest first; return them as finished."""
+        """Run up to ``limit`` pending (or interrupted) commands, oldest first; return those that finished."""
         queue = self.registry.list_commands([CommandStatus.PENDING, CommandStatus.RUNNING], limit, oldest_first=True)
-        return [self.execute(command) for command in queue]
+        done = [self.execute(command) for command in queue]
+        return [c for c in done if c.status in (CommandStatus.SUCCEEDED, CommandStatus.FAILED)]
 
     def execute(self, record: CommandRecord) -> CommandRecord:
-        """Run one command and record its outcome or error; a lost lease (FencedError) propagates."""
-        self.registry.start_command(record.id, self.holder)
-        kill_point("command.after_start")
+        """Run one command and record its outcome or error; a lost lease (FencedError) propagates.
+
+        A promote or rollback whose swap is still in the worker comes back ``running``.
+        """
+        started = record  # _dispatch sees the record as read: RUNNING there means interrupted, or swapping
+        if record.status != CommandStatus.RUNNING or record.controller != self.holder:
+            started = self.registry.start_command(record.id, self.holder)
+            kill_point("command.after_start")
         try:
             outcome = self._dispatch(record)
         except FencedError:
@@ -89,10 +102,12 @@ class CommandExecutor:
         except Exception as exc:  # a bug: record it with the command rather than retry it forever
             log.exception("command %s (%s) raised", record.id, record.command.describe())
             return self.registry.finish_command(record.id, error=f"internal error: {type(exc).__name__}: {exc}")
+        if outcome is None:
+            return started
         log.info("command %s by %s: %s", record.id, record.actor, outcome.message)
         return self.registry.finish_command(record.id, outcome=outcome)
 
-    def _dispatch(self, record: CommandRecord) -> CommandOutcome:
+    def _dispatch(self, record: CommandRecord) -> CommandOutcome | None:
         command = record.command
         if isinstance(command, SubmitSpec):
             return self._submit(command)
@@ -104,10 +119,8 @@ class CommandExecutor:
             return CommandOutcome(message=f"spec {command.spec} {'paused' if paused else 'resumed'}")
         if isinstance(command, DeleteSpec):
             return self._delete(command, record)
-        if isinstance(command, Promote):
-            return self._promote(command.model, command.version, f"promoted by {_who(record)}")
-        if isinstance(command, Rollback):
-            return self._promote(command.model, self._previous_champion(command.model), f"rollback by {_who(record)}")
+        if isinstance(command, Promote | Rollback):
+            return self._promote(record)
         if isinstance(command, CancelRun):
             return self._cancel(command.run_id, record)
         if isinstance(command, RetryRun):
@@ -193,10 +206,45 @@ class CommandExecutor:
             )
         return model
 
-    def _promote(self, name: str, version: int, reason: str) -> CommandOutcome:
+    def _promote(self, record: CommandRecord) -> CommandOutcome | None:
+        """Swap the command's version in, then move the champion alias; None while the swap is in the worker."""
+        command = record.command
+        assert isinstance(command, Promote | Rollback)
+        name = command.model
+        if self.promotions is not None:
+            key = COMMAND_PREFIX + record.id
+            current = self.promotions.running(name)
+            if current == key:
+                return self._swap_taken(record, name, key)
+            if current is not None:  # the spec's run promotion, or an older command, swaps first
+                return None
+        if isinstance(command, Promote):
+            version, reason = command.version, f"promoted by {_who(record)}"
+        else:
+            version, reason = self._previous_champion(name), f"rollback by {_who(record)}"
         spec = self._spec(name).spec
         model = self._model(name, version)
-        report = self.services.swap(spec, ModelRef(version=model.version, uri=model.artifact_uri))
+        ref = ModelRef(version=model.version, uri=model.artifact_uri)
+        if self.promotions is None:
+            return self._promoted(name, model, reason, self.services.swap(spec, ref))
+        self._swaps[record.id] = (name, model, reason)
+        self.promotions.start(name, COMMAND_PREFIX + record.id, lambda: self.services.swap(spec, ref))
+        return None
+
+    def _swap_taken(self, record: CommandRecord, name: str, key: str) -> CommandOutcome | None:
+        assert self.promotions is not None
+        outcome = self.promotions.take(name)
+        if outcome is None:
+            if self.promotions.running(name) == key:
+                return None  # still swapping
+            self._swaps.pop(record.id, None)  # dropped (an older lease term): the next step swaps again
+            return None
+        name, model, reason = self._swaps.pop(record.id)
+        if outcome.error is not None:
+            raise outcome.error
+        return self._promoted(name, model, reason, outcome.report)
+
+    def _promoted(self, name: str, model: ModelVersion, reason: str, report: Any) -> CommandOutcome:
         kill_point("promote.after_swap")
         self.registry.set_alias(name, "champion", model.version, reason=reason)
         return CommandOutcome(message=f"{name} v{model.version} serving (was v{report.previous})",

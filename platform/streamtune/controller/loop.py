@@ -84,7 +84,8 @@ class Controller:
         self.store = ArtifactStore.from_settings(settings)
         self.data_roots = platform_roots(self.store.root, settings.home)
         self.advancer = RunAdvancer(self.registry, self.jobs, self.services, self.store, data_roots=self.data_roots)
-        self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder, self.store)
+        self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder, self.store,
+                                        promotions=self.advancer.promotions)
         self.reconciler = ServingReconciler(self.registry, self.services)
         self.guard = SpecGuard(self.registry)
         self.topic_backoff = TopicBackoff()

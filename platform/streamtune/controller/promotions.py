@@ -32,7 +32,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PromotionOutcome", "PromotionWorker"]
+__all__ = ["COMMAND_PREFIX", "PromotionOutcome", "PromotionWorker"]
+
+COMMAND_PREFIX = "command:"
+"""The key of a promote or rollback command's swap in the worker (``command:<id>``); other keys are run ids."""
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
-from streamtune.controller.promotions import PromotionOutcome, PromotionWorker
+from streamtune.controller.promotions import COMMAND_PREFIX, PromotionOutcome, PromotionWorker
 from streamtune.errors import CommandFailed, ConfigError, FencedError, NotFoundError, StreamtuneError
 from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
@@ -88,7 +88,10 @@ class RunAdvancer:
         the swap ended records its outcome.
         """
         spec = record.spec
-        if self.promotions.running(spec.name) is not None:
+        swapping = self.promotions.running(spec.name)
+        if swapping is not None and swapping.startswith(COMMAND_PREFIX):
+            return  # a promote or rollback command is swapping this spec; the command executor records it
+        if swapping is not None:
             outcome = self.promotions.take(spec.name)
             if outcome is not None:
                 self._finish_promotion(spec, outcome)
