@@ -421,6 +421,7 @@ class RegistryConformance:
             registry.set_spec_health("ghost", error="x")
 
     def test_delete_spec_keeps_runs_and_models_and_drops_its_window_and_seen_keys(self, registry: Registry) -> None:
+
         from streamtune.registry import SeenKey
 
         registry.put_spec(make_spec())
@@ -446,12 +447,14 @@ class RegistryConformance:
             registry.count_runs("ctr", "nope")
 
     def test_seen_keys_are_per_spec_idempotent_and_purged_by_age(self, registry: Registry) -> None:
+        import dataclasses
+
         from streamtune.registry import SeenKey
 
         old, new = SeenKey(spec_name="a", key="uri:/d/1", run_id="r-1", first_seen=10.0), \
             SeenKey(spec_name="a", key="id:e2", run_id="r-2", first_seen=time.time())
         registry.commit_window("g", {}, {}, [], seen=[old, new])
-        registry.commit_window("g", {}, {}, [], seen=[old.model_copy(update={"run_id": "r-9"})])  # no-op
+        registry.commit_window("g", {}, {}, [], seen=[dataclasses.replace(old, run_id="r-9")])  # no-op
         keys = [f"id:e{i}" for i in range(700)] + ["uri:/d/1"]  # more keys than one query takes
         assert registry.seen_keys("a", keys) == {"uri:/d/1", "id:e2"} and registry.seen_keys("b", keys) == set()
         assert registry.purge_seen(older_than=100.0) == 1

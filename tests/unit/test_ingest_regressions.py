@@ -361,13 +361,3 @@ def test_a_paused_spec_still_takes_its_events(tmp_path):
     rig.publish([_ev("ok")])
     assert len(rig.drain(1)) == 1 and rig.log.dead == []
 
-
-def test_the_fast_seen_key_equals_pydantics_model_construct():
-    from streamtune.controller.ingest import _seen_key
-    from streamtune.registry.records import SeenKey
-
-    fast = _seen_key("demo", "id:a", "r-1", 5.0)
-    slow = SeenKey.model_construct(spec_name="demo", key="id:a", run_id="r-1", first_seen=5.0)
-    assert fast == slow and fast.model_dump() == slow.model_dump() and repr(fast) == repr(slow)
-    assert fast.model_fields_set == slow.model_fields_set
-    assert SeenKey.model_validate(fast.model_dump()) == fast

@@ -198,7 +198,7 @@ class Ingestor:
                 self._reject_window(plan, win, exc.headline)
                 continue
             runs.append(run)
-            seen.extend(_seen_key(win.spec_name, key, run.run_id, now) for key in win.keys)
+            seen.extend(SeenKey(win.spec_name, key, run.run_id, now) for key in win.keys)
         return runs, seen
 
     def _run_for(self, win: Window, reason: str, schema: Mapping[str, ColumnSpec] | None, now: float) -> RunRecord:
@@ -319,20 +319,6 @@ class Ingestor:
             source.seek({tp: first})
             done.add(tp)
         return done
-
-
-_SEEN_FIELDS = frozenset(SeenKey.model_fields)
-
-
-def _seen_key(spec_name: str, key: str, run_id: str, at: float) -> SeenKey:
-    """``SeenKey.model_construct(...)`` in a quarter of the time (a window of 1,000 file events has 2,000 keys):
-    the same instance state, set directly. ``tests/unit/test_ingest_regressions.py`` keeps the two equal."""
-    obj = object.__new__(SeenKey)
-    object.__setattr__(obj, "__dict__", {"spec_name": spec_name, "key": key, "run_id": run_id, "first_seen": at})
-    object.__setattr__(obj, "__pydantic_fields_set__", _SEEN_FIELDS)
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
 
 
 def _json_bytes(body: dict[str, object]) -> bytes:

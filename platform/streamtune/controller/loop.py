@@ -196,7 +196,8 @@ class Controller:
         return failed
 
     def _advance_one(self, record: SpecRecord) -> None:
-        self._check_code(record)
+        if not record.paused:  # a paused spec starts no run, so it needs no code yet
+            self._check_code(record)
         self.advancer.step_spec(record)
 
     def _check_code(self, record: SpecRecord) -> None:

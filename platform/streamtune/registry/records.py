@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -252,15 +253,28 @@ class SpecRecord(BaseModel):
         return "paused" if self.paused else ("error" if self.error else "active")
 
 
-class SeenKey(BaseModel):
-    """An event id or a normalized data URI that a spec has already trained on (cross-window dedupe)."""
+@dataclass(frozen=True, slots=True)
+class SeenKey:
+    """An event id or a normalized data URI that a spec has already trained on (cross-window dedupe).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A plain frozen dataclass, not a pydantic model: a window of 1,000 file events writes 2,000 of them, and
+    they never cross the API.
 
-    spec_name: str = Field(description="The spec that saw it; another spec on the same dataset trains on it too.")
-    key: str = Field(description='"id:<event id>" or "uri:<normalized uri>".')
-    run_id: str = Field(description="The run whose window held it.")
-    first_seen: float = Field(default_factory=time.time, description="Unix time its window closed.")
+    Attributes:
+        spec_name: The spec that saw it; another spec on the same dataset trains on it too.
+        key: ``"id:<event id>"`` or ``"uri:<normalized uri>"``.
+        run_id: The run whose window held it.
+        first_seen: Unix time its window closed.
+
+    Example:
+        >>> SeenKey("ctr", "id:e1", "r-1", 5.0).key
+        'id:e1'
+    """
+
+    spec_name: str
+    key: str
+    run_id: str
+    first_seen: float = field(default_factory=time.time)
 
 
 class Lease(BaseModel):
