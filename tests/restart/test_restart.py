@@ -56,7 +56,8 @@ class Stack:
             "STREAMTUNE_RECONCILE_INTERVAL": "1", "STREAMTUNE_RAY_NUM_CPUS": "2",
         }
         for name in ("STREAMTUNE_KAFKA_BOOTSTRAP", "STREAMTUNE_RAY_ADDRESS", "STREAMTUNE_REGISTRY_URL",
-                     "STREAMTUNE_URL", "STREAMTUNE_TOKEN", "STREAMTUNE_AUTH"):
+                     "STREAMTUNE_URL", "STREAMTUNE_TOKEN", "STREAMTUNE_AUTH",
+                     "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN"):  # set in this process for an earlier stack's Ray
             self.env.pop(name, None)
         fields = {k.removeprefix("STREAMTUNE_").lower(): v for k, v in self.env.items() if k.startswith("STREAMTUNE_")}
         self.settings = Settings.model_validate({k: v for k, v in fields.items() if k in Settings.model_fields})
