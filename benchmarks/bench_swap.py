@@ -20,10 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import pyarrow as pa  # noqa: E402
 import ray  # noqa: E402
 import requests  # noqa: E402
+from baselines.plain_serve import PlainModel  # noqa: E402  (the plain Serve baseline)
 from ray import serve  # noqa: E402
 
 from streamtune.config.jobspec import ServeSpec  # noqa: E402
@@ -55,21 +57,6 @@ def train_model(folder: Path, seed: int) -> str:
     Job().train({"num_boost_round": 80, "report_every": 80, "num_leaves": 31}, _Ctx(make_sales(3000, seed=seed),
                                                                                      str(folder)))
     return str(folder)
-
-
-@serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 0.25})
-class PlainModel:
-    """The baseline: a plain Serve deployment that loads the model in its constructor."""
-
-    def __init__(self, artifact: str, version: str) -> None:
-        from jobs.tabular_gbdt import Job
-
-        self.predictor, self.version = Job().load(artifact), version
-
-    async def __call__(self, request) -> dict:
-        body = await request.json()
-        preds = self.predictor.predict(pa.Table.from_pylist(body["rows"]))
-        return {"version": self.version, "predictions": list(preds)}
 
 
 class Load:

@@ -11,8 +11,9 @@ Config keys (from the sweep's search space or ``job.params``): ``objective`` (``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import pyarrow as pa
@@ -53,6 +54,17 @@ class Job(BaseJob):
         >>> load_job_class("jobs.tabular_gbdt:Job")().__class__.__name__  # doctest: +SKIP
         'Job'
     """
+
+    params = frozenset({"objective", *_BOOSTER_KEYS, "num_boost_round", "report_every", "num_threads"})
+    metrics = {"rmse": "min", "mae": "min", "logloss": "min", "accuracy": "max"}
+
+    @classmethod
+    def metrics_for(cls, params: Mapping[str, Any]) -> Mapping[str, Literal["min", "max"]]:
+        """What a trial reports: rmse and mae for regression, logloss and accuracy for binary."""
+        if "objective" not in params:  # the objective may be a search dimension: any of them may come
+            return cls.metrics
+        names = ("rmse", "mae") if params["objective"] == "regression" else ("logloss", "accuracy")
+        return {n: cls.metrics[n] for n in names}
 
     def train(self, config: dict[str, Any], ctx: TrainContext) -> None:
         objective = config.get("objective", "regression")

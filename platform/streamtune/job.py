@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
@@ -57,7 +57,36 @@ class TrainContext(ABC):
 
 
 class Job(ABC):
-    """The training code of one model family. Implementations live in ``jobs/``."""
+    """The training code of one model family. Implementations live in ``jobs/``.
+
+    A job may declare what it accepts and reports, so a spec is checked at submit (in a Ray task with the job's
+    code, never in the controller) rather than failing, or silently tuning nothing, at run time:
+
+    - ``params``: every config key :meth:`train` reads; a ``job.params`` key or ``sweep.space`` dimension
+      outside it is refused. ``None`` (the default): not declared, not checked.
+    - ``metrics``: metric name -> ``"min"`` or ``"max"`` (its better direction); ``sweep.metric`` must be one
+      of them and ``sweep.mode`` must match. ``None``: only the platform's table of known metrics is checked.
+
+    Example:
+        >>> class Tiny(Job):
+        ...     params = frozenset({"lr"})
+        ...     metrics = {"rmse": "min"}
+        ...     def train(self, config, ctx): ...
+        ...     def load(self, artifact_dir): ...
+        >>> sorted(Tiny.params), Tiny.metrics_for({})
+        (['lr'], {'rmse': 'min'})
+    """
+
+    params: ClassVar[frozenset[str] | None] = None
+    metrics: ClassVar[Mapping[str, Literal["min", "max"]] | None] = None
+
+    @classmethod
+    def metrics_for(cls, params: Mapping[str, Any]) -> Mapping[str, Literal["min", "max"]] | None:
+        """The metrics a trial reports under the fixed ``params`` (``job.params``); default: ``metrics``.
+
+        Override when what is reported depends on a param (e.g. the objective).
+        """
+        return cls.metrics
 
     @abstractmethod
     def train(self, config: dict[str, Any], ctx: TrainContext) -> None:
@@ -66,6 +95,28 @@ class Job(ABC):
     @abstractmethod
     def load(self, artifact_dir: str | Path) -> Predictor:
         """Load a model that :meth:`train` saved."""
+
+
+def load_for_serving(entrypoint: str, artifact_uri: str, scratch: str | Path | None = None, *,
+                     manifest_sha256: str | None = None, what: str | None = None) -> tuple[Predictor, Path]:
+    """Load a model exactly as a serving replica does: verify a private copy, then the job's :meth:`Job.load`.
+
+    The artifact folder at ``artifact_uri`` is copied into a fresh folder under ``scratch`` (default: the
+    system's temp folder), its manifest is checked there, and the job loads from that copy, so the loaded
+    bytes are the verified bytes; with ``manifest_sha256`` (the registry's digest) the manifest itself is
+    checked first. The caller removes the returned folder when it drops the model. Serving
+    replicas and the gate's smoke test both call this.
+
+    Example:
+        >>> predictor, folder = load_for_serving("jobs.tabular_gbdt:Job", "s3://b/m/trials/t1")  # doctest: +SKIP
+    """
+    import tempfile
+
+    from streamtune.artifacts.verified import fetch_verified_to
+
+    folder = fetch_verified_to(artifact_uri, tempfile.mkdtemp(prefix="model-", dir=scratch),
+                               manifest_sha256=manifest_sha256, what=what)
+    return load_job_class(entrypoint)().load(folder), folder
 
 
 def load_job_class(entrypoint: str) -> type[Job]:

@@ -17,6 +17,7 @@ several processes racing for a lease wins, and a takeover waits for a fenced wri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -259,6 +260,25 @@ class RegistryConformance:
         again = register(registry, "ctr", "r-a", metrics={"auc": 0.1})
         assert again == first
         assert [m.version for m in registry.list_models("ctr")] == [1]
+
+    def test_register_model_keeps_the_manifest_digest(self, registry: Registry) -> None:
+        digest = hashlib.sha256(b'{"files": {}}').hexdigest()
+        mv = register(registry, "ctr", "r-d", manifest_sha256=digest)
+        assert mv.manifest_sha256 == digest
+        assert registry.get_model("ctr", mv.version).manifest_sha256 == digest
+        assert register(registry, "ctr", "r-d", manifest_sha256="ab" * 32).manifest_sha256 == digest  # first wins
+        assert register(registry, "ctr", "r-none").manifest_sha256 is None
+        assert [m.manifest_sha256 for m in registry.list_models("ctr")] == [digest, None]
+        assert registry.get_alias("ctr", "champion") is None
+        registry.set_alias("ctr", "champion", mv.version)
+        assert registry.get_alias("ctr", "champion").manifest_sha256 == digest
+
+    def test_register_model_refuses_a_digest_that_is_not_a_sha256(self, registry: Registry) -> None:
+        for bad in ("AB" * 32, "ab" * 31, "zz" * 32):
+            with pytest.raises(RegistryError, match=f'Got "{bad}" for manifest_sha256 of model ctr run r-x; '
+                                                    "must be a sha256 in 64 lower-case hex digits"):
+                register(registry, "ctr", "r-x", manifest_sha256=bad)
+        assert registry.list_models("ctr") == []
 
     def test_register_model_keeps_nested_json(self, registry: Registry) -> None:
         lineage = {"event_ids": ["e1", "e2"], "offsets": {"data:0": [0, 9]}, "snapshot": "sha256:ab"}

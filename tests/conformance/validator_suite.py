@@ -29,3 +29,8 @@ class ValidatorConformance:
     def test_failed_checks_come_first(self, validator):
         report = validator.validate(evidence(challenger=2.0, champion=1.0))
         assert "champion" in report.reasons[0]
+
+    def test_refuses_a_challenger_when_the_champion_could_not_be_scored(self, validator):
+        report = validator.validate(evidence(challenger=0.5, champion=None, champion_version=2,
+                                             champion_error="KeyError: 'temp'"))
+        assert report.passed is False and "KeyError: 'temp'" in report.reasons[0]

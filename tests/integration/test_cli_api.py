@@ -25,8 +25,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def platform(kafka_bootstrap, tmp_path, monkeypatch):
+def platform(kafka_bootstrap, ray_services, tmp_path, monkeypatch):  # Ray: submit checks the spec in a Ray task
     settings = Settings(home=tmp_path / "platform", kafka_bootstrap=kafka_bootstrap, api_port=free_port(),
+                        dashboard_port=ray_services.dashboard_port, serve_port=ray_services.serve_port,
                         consumer_group=f"cli-{uuid.uuid4().hex[:6]}", lease_ttl=3, command_timeout=30)
     registry = open_registry(settings.registry_url)
     token = new_token()
@@ -103,6 +104,18 @@ def test_remote_errors_name_what_is_unknown(platform, tmp_path):
     assert 'Got "7" for version of model sales-gbdt; registered versions: 1' in _fails("promote", "sales-gbdt", "7")
     assert "no previous champion" in _fails("rollback", "sales-gbdt")
     assert 'Got "nope" for spec; no spec of that name is stored' in _fails("pause", "nope")
+
+
+def test_a_spec_that_does_not_fit_its_job_is_refused_at_submit_with_exit_code_1(platform, tmp_path):
+    path = pathlib.Path(_spec_file(tmp_path))
+    path.write_text(path.read_text().replace("num_leaves: {type: int", "num_leafs: {type: int"))
+    out = " ".join(_fails("submit", str(path)).split())  # rich may wrap a long line
+    assert 'Got "num_leafs" for a dimension of sweep.space; job jobs.tabular_gbdt:Job takes only' in out, out
+    path.write_text(path.read_text().replace("num_leafs", "num_leaves").replace("entrypoint: jobs.tabular_gbdt:Job",
+                                                                                "entrypoint: jobs.nope:Job"))
+    assert "module jobs.nope cannot be imported" in " ".join(_fails("submit", str(path)).split())
+    _, registry = platform
+    assert registry.list_specs() == []  # nothing was stored
 
 
 def test_a_wrong_token_is_refused_with_a_fix(platform, monkeypatch):

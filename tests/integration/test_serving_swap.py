@@ -19,8 +19,10 @@ import pytest
 import requests
 
 from fixtures_ray import stored_code
+from streamtune.artifacts import stored_manifest_sha256
 from streamtune.config.jobspec import RolloutSpec, ServeSpec
 from streamtune.errors import SwapError
+from streamtune.registry import open_registry
 from streamtune.registry.manifest import write_manifest
 from streamtune.serving import ModelService, SwapReport
 
@@ -193,6 +195,35 @@ def test_tampered_artifact_is_refused_and_current_keeps_serving(
     assert board.active.version == 1 and board.target is None
     assert board.last_swap is not None and board.last_swap.aborted == "load failed"
     assert board.last_swap.failure is not None and "manifest" in board.last_swap.failure.reason
+
+
+def test_registered_artifact_changed_with_a_regenerated_manifest_is_refused_under_load(
+    service: ModelService, artifacts: Path, tmp_path: Path
+) -> None:
+    folder = Path(make_artifact(artifacts, "v30", 30.0))
+    with open_registry(f"sqlite:///{tmp_path}/registry.db") as registry:  # registration records the digest
+        registered = registry.register_model(APP, "r-30", str(folder), {}, {}, {},
+                                             manifest_sha256=stored_manifest_sha256(str(folder)))
+        (folder / "value.json").write_text("666")  # new weights, and a manifest that matches them again
+        write_manifest(folder, version="v30")
+        forged = stored_manifest_sha256(str(folder))
+        model = registry.get_model(APP, registered.version)
+    assert model is not None and model.manifest_sha256 == registered.manifest_sha256 != forged
+    with Load(service.url) as load:
+        time.sleep(0.5)
+        with pytest.raises(SwapError) as info:
+            service.swap(30, model.artifact_uri, timeout_s=60, manifest_sha256=model.manifest_sha256)
+        done = time.monotonic()
+        time.sleep(0.5)
+    print(f"\n[forged manifest refused under load] requests={len(load.records)} failures={len(load.failures())}")
+    headline = info.value.headline
+    assert f"app {APP} version 30 refused: its MANIFEST.json has sha256 {forged}" in headline
+    assert f"the registry recorded {model.manifest_sha256}" in headline and "version 1 keeps serving" in headline
+    assert load.failures() == [] and len(load.records) > 0
+    assert set(load.versions()) == {1} and set(load.versions(started_after=done)) == {1}
+    board = service.status().board
+    assert board is not None and board.active is not None and board.active.version == 1
+    assert board.target is None and board.last_swap is not None and board.last_swap.aborted == "load failed"
 
 
 def test_failing_load_is_refused_with_the_replicas_reason(service: ModelService, artifacts: Path) -> None:

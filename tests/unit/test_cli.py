@@ -47,6 +47,7 @@ VERBS = [
     ["token", "create", "ana"], ["token", "list"], ["token", "revoke", "ana"],
     ["specs"], ["spec", "pause", "m"], ["spec", "resume", "m"], ["spec", "delete", "m", "--force"],
     ["runs", "retry", "r-1"], ["runs", "logs", "r-1"], ["runs", "logs", "r-1", "--attempt", "2"],
+    ["runs", "--show", "r-1"],
 ]
 
 

@@ -25,7 +25,7 @@ def test_first_model_needs_only_the_threshold():
 
 
 def test_challenger_must_beat_champion_on_the_same_holdout():
-    gate = MetricGate(ValidationSpec(must_beat_champion_by=0.05, min_rows=10))
+    gate = MetricGate(ValidationSpec(must_beat_champion_by=0.05, min_rows=10, bootstrap=False))
     assert gate.validate(_ev(challenger=0.9, champion=1.0)).passed
     worse = gate.validate(_ev(challenger=0.97, champion=1.0))
     assert not worse.passed and "vs champion" in worse.reasons[0]
@@ -33,7 +33,7 @@ def test_challenger_must_beat_champion_on_the_same_holdout():
 
 
 def test_a_tie_does_not_beat_the_champion_and_max_mode_flips():
-    gate = MetricGate(ValidationSpec(min_rows=10))
+    gate = MetricGate(ValidationSpec(min_rows=10, bootstrap=False))
     assert not gate.validate(_ev(challenger=1.0, champion=1.0)).passed
     assert gate.validate(_ev(metric="accuracy", mode="max", challenger=0.9, champion=0.8)).passed
 

@@ -177,6 +177,21 @@ def test_a_version_1_registry_is_migrated_in_place(tmp_path: Path) -> None:
         assert max(raw.execute("SELECT version FROM schema_version").fetchall()) == (SCHEMA_VERSION,)
 
 
+def test_a_version_5_registry_gets_the_manifest_digest_column_and_keeps_its_models(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    with sqlite3.connect(path) as raw:
+        raw.executescript(_V1_SCHEMA.replace("VALUES (1)", "VALUES (5)"))
+        raw.execute("CREATE TABLE models (name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, "
+                    "artifact_uri TEXT NOT NULL, params TEXT NOT NULL, metrics TEXT NOT NULL, lineage TEXT NOT NULL, "
+                    "created_at REAL NOT NULL, PRIMARY KEY (name, version), UNIQUE (name, run_id))")
+        raw.execute("INSERT INTO models VALUES ('ctr', 1, 'r-old', '/a/1', '{}', '{}', '{}', 1.0)")
+    with SqliteRegistry(url_for(path)) as reg:
+        assert reg.get_model("ctr", 1).manifest_sha256 is None  # registered before digests were kept
+        assert register(reg, "ctr", "r-new", manifest_sha256="cd" * 32).manifest_sha256 == "cd" * 32
+    with sqlite3.connect(path) as raw:
+        assert max(raw.execute("SELECT version FROM schema_version").fetchall()) == (SCHEMA_VERSION,)
+
+
 def test_unwritable_location_is_a_registry_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -18,6 +18,7 @@ from streamtune.controller.runs import PENDING_BATCH, RunAdvancer
 from streamtune.errors import FencedError, SwapError
 from streamtune.registry import SqliteRegistry
 from streamtune.registry.commands import CommandStatus, RetryRun
+from streamtune.registry.manifest import write_manifest
 from streamtune.registry.records import RunRecord, RunStatus
 from streamtune.serving.records import SwapReport
 from streamtune.sweeps.failures import JobFailure, error_uri, infeasible_reason
@@ -247,8 +248,12 @@ def test_replace_with_more_pending_than_a_batch_starts_the_newest_and_rejects_th
 
 def _succeeded(env, spec, i):
     run_id = _window(env.reg, spec.name, i, float(i))
+    artifact = pathlib.Path(env.store.join(run_id, "trials", "t1"))  # registration reads its manifest's digest
+    artifact.mkdir(parents=True)
+    (artifact / "model.txt").write_text(str(i))
+    write_manifest(artifact)
     best = TrialSummary(trial_id="t1", params={"a": 1}, metrics={spec.sweep.metric: 1.0},
-                        artifact_uri=f"/store/{run_id}/trials/t1")
+                        artifact_uri=str(artifact))
     result = SweepResult(run_id=run_id, best=best, trials=[best],
                          holdout=HoldoutScores(metric=spec.sweep.metric, challenger=1.0, rows=10),
                          snapshot={"fingerprint": "f", "num_rows": 10})

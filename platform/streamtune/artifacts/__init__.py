@@ -6,6 +6,8 @@ A local folder by default, ``s3://`` by URI (``gs://`` through the same code, un
 
 from streamtune.artifacts.code import pack_code, store_code
 from streamtune.artifacts.store import ArtifactStore, is_remote, ray_uri
-from streamtune.artifacts.verified import fetch_verified
+from streamtune.artifacts.verified import fetch_verified, stored_manifest_sha256
 
-__all__ = ["ArtifactStore", "fetch_verified", "is_remote", "pack_code", "ray_uri", "store_code"]
+__all__ = [
+    "ArtifactStore", "fetch_verified", "is_remote", "pack_code", "ray_uri", "store_code", "stored_manifest_sha256",
+]

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from streamtune.cli.app import JSON_OPTION, REASON_OPTION, app, console, guard, print_json
+from streamtune.cli.gate_view import show_run
 from streamtune.config.settings import Settings
 from streamtune.registry.commands import CommandRecord
 from streamtune.sdk.client import Client
@@ -93,18 +94,25 @@ def run_now(name: str = typer.Argument(..., help="Spec name."), reason: str = RE
     guard(lambda: _done(_client().run_now(name, reason=reason), as_json))
 
 
-runs_app = typer.Typer(help="List runs, newest first; `runs retry RUN` and `runs logs RUN` act on one.")
+runs_app = typer.Typer(
+    help="List runs, newest first; `runs retry RUN`, `runs approve RUN` and `runs logs RUN` act on one.")
 app.add_typer(runs_app, name="runs")
 
 
 @runs_app.callback(invoke_without_command=True)
 def runs(ctx: typer.Context, spec: str = typer.Option(None, help="Only runs of this JobSpec."),
-         limit: int = typer.Option(20, help="How many."), as_json: bool = JSON_OPTION) -> None:
-    """List runs, newest first (attempt N of a retried run shows as "status (aN)")."""
+         limit: int = typer.Option(20, help="How many."),
+         show: str = typer.Option(None, "--show", metavar="RUN", help="Show one run with its whole gate report."),
+         as_json: bool = JSON_OPTION) -> None:
+    """List runs, newest first (attempt N of a retried run shows as "status (aN)"); `--show RUN` shows one."""
     if ctx.invoked_subcommand is not None:
         return
 
     def _runs() -> None:
+        if show is not None:
+            one = _client().run(show)
+            print_json(one) if as_json else show_run(console, one)
+            return
         found = _client().runs(spec, limit=limit)
         if as_json:
             print_json(found)
@@ -124,6 +132,14 @@ def retry(run_id: str = typer.Argument(..., help="A failed run."), reason: str =
           as_json: bool = JSON_OPTION) -> None:
     """Start a new attempt of a failed run at once (a new Ray Job over the same window)."""
     guard(lambda: _done(_client().retry(run_id, reason=reason), as_json))
+
+
+@runs_app.command("approve")
+def approve(run_id: str = typer.Argument(..., help="A run awaiting approval (promotion: manual)."),
+            reason: str = REASON_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Approve a run that passed the gate under `promotion: manual`; it is promoted, and you are recorded as the
+    approver."""
+    guard(lambda: _done(_client().approve(run_id, reason=reason), as_json))
 
 
 @runs_app.command("logs")

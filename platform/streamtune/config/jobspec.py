@@ -39,6 +39,23 @@ class ColumnSpec(_Spec):
         "(as pyarrow prints it: str(pa.float64()) == 'double')."
     )
     nullable: bool = Field(True, description="Whether the column may hold nulls.")
+    min: float | None = Field(
+        None, description="Smallest value the data gate accepts in this (numeric) column; unset: no floor."
+    )
+    max: float | None = Field(
+        None, description="Largest value the data gate accepts in this (numeric) column; unset: no ceiling."
+    )
+    max_null_fraction: float | None = Field(
+        None, ge=0, le=1,
+        description="Largest share of nulls the data gate accepts in this column (a run's snapshot); unset: any "
+        "share that `nullable` allows.",
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> ColumnSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
 
 
 class DatasetSpec(_Spec):
@@ -48,7 +65,11 @@ class DatasetSpec(_Spec):
 
     name: str = Field(description="Dataset name that events carry in their `dataset` field.", pattern=_NAME)
     label: str = Field(description="Name of the label column.")
-    features: list[str] | None = Field(None, description="Feature columns; all but the label when unset.")
+    features: list[str] | None = Field(
+        None, description="Feature columns. When unset, the controller pins them at the spec's first run (every "
+        "column but the label, as that run trained on) and stores them with the spec, so a later batch's new "
+        "column never silently enters the model.",
+    )
     uri_roots: list[str] = Field(
         default_factory=list,
         description="Allowed URI prefixes for data files (e.g. '/data/sales/', 's3://bucket/sales/'). "
@@ -185,6 +206,36 @@ class SweepSpec(_Spec):
         return self
 
 
+class SliceSpec(_Spec):
+    """A slice of the holdout the challenger must not regress on beyond ``max_regression``.
+
+    Example:
+        >>> SliceSpec(name="north", column="region", values=[0], max_regression=0.05).values
+        [0]
+        >>> SliceSpec(name="hot", column="temp", range=(25, 60), max_regression=0.1).range
+        (25.0, 60.0)
+    """
+
+    name: str = Field(description="Slice name, shown in the gate report.", pattern=_NAME)
+    column: str = Field(description="Holdout column the slice is defined on.")
+    values: list[Any] | None = Field(None, description="Rows whose column value is one of these.")
+    range: tuple[float, float] | None = Field(None, description="Rows with low <= value < high, as [low, high].")
+    max_regression: float = Field(
+        0.0, ge=0, description="Largest relative worsening of the slice's metric against the champion's on the "
+        "same slice rows, e.g. 0.05 for 5 %."
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SliceSpec:
+        if (self.values is None) == (self.range is None):
+            raise ValueError(f"slice {self.name} needs exactly one of 'values' or 'range'")
+        if self.values is not None and not self.values:
+            raise ValueError(f"slice {self.name}: 'values' must not be empty")
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"slice {self.name}: range low ({self.range[0]}) must be below high ({self.range[1]})")
+        return self
+
+
 class ValidationSpec(_Spec):
     """The gate between a sweep's winner and traffic."""
 
@@ -199,21 +250,109 @@ class ValidationSpec(_Spec):
         0.0, ge=0, description="Relative margin the challenger must beat the champion by on the same holdout."
     )
     min_rows: int = Field(100, ge=1, description="Smallest snapshot the gate accepts.")
+    on_champion_error: Literal["reject", "promote"] = Field(
+        "reject", description="When a champion exists but cannot be scored on the holdout (a column it needs is "
+        "gone, its artifact is deleted or tampered, it fails to load): 'reject' the challenger, or 'promote' it on "
+        "its own checks."
+    )
+    bootstrap: bool = Field(
+        True, description="Promote only when a paired bootstrap confidence interval of the metric difference "
+        "(challenger vs champion, same holdout rows) shows a significant improvement."
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the paired bootstrap interval.")
+    bootstrap_resamples: int = Field(1000, ge=100, le=100000, description="Resamples of the paired bootstrap.")
+    slices: list[SliceSpec] = Field(
+        default_factory=list, description="Slices of the holdout with a per-slice regression limit each."
+    )
+    max_predict_ms: float | None = Field(
+        None, gt=0, description="Budget for the challenger's p99 latency of a one-row predict, in ms, measured "
+        "in the sweep job on a holdout sample; null for none."
+    )
+    max_artifact_mb: float | None = Field(
+        None, gt=0, description="Budget for the challenger's artifact size in MB (10^6 bytes); null for none."
+    )
+
+    @field_validator("slices")
+    @classmethod
+    def _unique_slices(cls, value: list[SliceSpec]) -> list[SliceSpec]:
+        names = [s.name for s in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"slice names must be unique; {dupes} repeat")
+        return value
+
+
+MAX_OBSERVE_S = 600.0
+"""Longest canary/shadow observation a rollout may ask for (``rollout.observe``), in seconds."""
+MAX_WATCH_S = 3600.0
+"""Longest post-promotion watch a rollout may ask for (``rollout.watch``), in seconds."""
 
 
 class RolloutSpec(_Spec):
-    """How a new version reaches traffic."""
+    """How a new version reaches traffic: load, observe (canary and shadow), flip, ack, then a live watch.
+
+    Each phase has its own deadline, so a long observation never eats into the load's or the ack's.
+
+    Example:
+        >>> RolloutSpec(canary_percent=10, observe="30s").observe
+        30.0
+        >>> RolloutSpec(observe="2h")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        pydantic_core.ValidationError: observe: Input should be less than or equal to 600
+    """
 
     canary_percent: float = Field(0.0, ge=0, le=100, description="Share of requests the candidate answers first.")
-    observe: float = Field(0.0, description='How long to watch the canary before the full flip, e.g. "30s".')
+    shadow_percent: float = Field(
+        0.0, ge=0, le=100,
+        description="Share of requests also mirrored to the candidate during the observation; its answers and "
+        "latency only go into its figures, clients always get the champion's answer.",
+    )
+    observe: float = Field(
+        0.0, ge=0, le=MAX_OBSERVE_S,
+        description='How long the candidate is observed (canary and shadow) before the full flip, e.g. "30s"; '
+        "at most 600 s.",
+    )
+    min_requests: int = Field(
+        10, ge=0,
+        description="Requests the candidate must answer during the observation (canary and shadow together) "
+        "before it can pass; fewer fails the rollout. Also the least the live watch needs before it judges.",
+    )
     max_error_rate: float = Field(
-        0.01, ge=0, le=1, description="Canary error rate above which the rollout rolls back."
+        0.01, ge=0, le=1,
+        description="Model error rate (exceptions, NaN/inf; not client 4xx) above which the canary, or the live "
+        "watch after promotion, rolls back.",
+    )
+    max_p99_ms: float | None = Field(
+        None, gt=0,
+        description="p99 predict latency (ms) above which the canary, or the live watch, rolls back; unset: none.",
+    )
+    load_timeout: float = Field(
+        120.0, gt=0, le=3600, description='How long every replica may take to load the candidate, e.g. "2m".'
+    )
+    ack_timeout: float = Field(
+        30.0, gt=0, le=600,
+        description="How long every replica may take to apply a flip (or a canary share); past it the swap rolls "
+        "back to the previous version.",
+    )
+    watch: float = Field(
+        0.0, ge=0, le=MAX_WATCH_S,
+        description='How long the new version\'s live figures are watched after promotion, e.g. "5m"; past '
+        "max_error_rate or max_p99_ms it rolls back to the previous version. 0: no watch.",
     )
 
-    @field_validator("observe", mode="before")
+    @field_validator("observe", "load_timeout", "ack_timeout", "watch", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _observed(self) -> RolloutSpec:
+        if (self.canary_percent > 0 or self.shadow_percent > 0) and self.observe <= 0:
+            raise ValueError(
+                f"observe is {self.observe:g} s with canary_percent {self.canary_percent:g} and shadow_percent "
+                f"{self.shadow_percent:g}; a canary or shadow needs observe > 0 (e.g. \"30s\")"
+            )
+        return self
 
 
 class ServeSpec(_Spec):
@@ -228,6 +367,11 @@ class ServeSpec(_Spec):
         description="Most replicas Ray Serve places on one node (1 spreads them one per node); at least "
         "replicas / max_replicas_per_node nodes must fit them, or the rest wait. Unset: Serve's default packing.",
     )
+    replica_memory_mb: int | None = Field(
+        None, ge=1,
+        description="Memory (MiB) each replica reserves (Ray's ``memory`` resource): it holds up to three "
+        "models (active, previous, candidate), so size it for three. Unset: no reservation.",
+    )
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Canary and rollback settings.")
 
 
@@ -241,6 +385,11 @@ class JobSpec(_Spec):
     sweep: SweepSpec = Field(description="The hyperparameter sweep.")
     validation: ValidationSpec = Field(default_factory=ValidationSpec, description="The gate.")
     serve: ServeSpec = Field(description="Serving.")
+    promotion: Literal["auto", "manual"] = Field(
+        "auto",
+        description="auto: a run that passes the gate is swapped in at once. manual: it waits as "
+        "awaiting_approval until someone approves it (`streamtune runs approve RUN`), and the approver is recorded.",
+    )
     base_dir: str = Field(".", description="Folder relative paths resolve against (set to the YAML's folder).")
 
     def code_dir(self) -> Path:

@@ -29,6 +29,7 @@ from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
 from streamtune.errors import CommandFailed, NotFoundError, ServiceError, StreamtuneError
 from streamtune.events.schema import DataArrival
 from streamtune.registry.commands import (
+    ApproveRun,
     CancelRun,
     Command,
     CommandRecord,
@@ -239,6 +240,24 @@ class ControlPlane(ABC):
             raise CommandFailed(f"run {run_id} is {run.status.value}; only a failed run can be retried",
                                 fix="see `streamtune runs` for failed runs")
         return self._ask(RetryRun(run_id=run_id), reason, wait, None)
+
+    def approve(self, run_id: str, *, reason: str = "", wait: bool = True) -> CommandRecord:
+        """Approve a run awaiting approval (``promotion: manual``): it is promoted next, and this client's actor
+        is recorded as the approver (``run.gate["approval"]``, the model's ``lineage["approved_by"]``).
+
+        Raises:
+            NotFoundError: no run has that id (checked here first).
+            CommandFailed: the run is not awaiting approval (checked here first, and again by the controller).
+
+        Example:
+            >>> client.approve("r-0123456789abcdef", reason="checked the slices").outcome.message  # doctest: +SKIP
+            'run r-0123456789abcdef approved by ana; it is promoted next'
+        """
+        run = self.run(run_id)
+        if run.status != RunStatus.AWAITING_APPROVAL:
+            raise CommandFailed(f"run {run_id} is {run.status.value}; only a run awaiting approval can be approved",
+                                fix="see `streamtune runs` for runs awaiting_approval")
+        return self._ask(ApproveRun(run_id=run_id), reason, wait, None)
 
     def logs(self, run_id: str, *, attempt: int | None = None) -> RunLogs:
         """The Ray Job log of a run's attempt (default: its current attempt), with the attempt's error if any.

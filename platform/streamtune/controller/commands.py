@@ -26,11 +26,12 @@ from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.promotions import COMMAND_PREFIX, PromotionWorker
-from streamtune.controller.runs import retry_failed_run
+from streamtune.controller.runs import approve_run, retry_failed_run
 from streamtune.errors import CommandFailed, FencedError, StreamtuneError
 from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
 from streamtune.registry.commands import (
+    ApproveRun,
     CancelRun,
     CommandOutcome,
     CommandRecord,
@@ -46,6 +47,7 @@ from streamtune.registry.commands import (
 )
 from streamtune.registry.records import TERMINAL_STATUSES, ModelVersion, RunRecord, RunStatus, SpecRecord
 from streamtune.serving.records import ModelRef
+from streamtune.sweeps.checks import SpecChecks
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,22 @@ class CommandExecutor:
         promotions: When given, ``promote`` and ``rollback`` swap in this worker, off the caller's thread: the
             command stays ``running`` until a later :meth:`step` finds the swap done and records it (the
             controller passes its run advancer's worker, so one spec never has two swaps at once).
+        checks: When given, ``submit`` checks the spec against its job before storing it (entrypoint and class
+            exist, metric known with the direction of ``sweep.mode``, no unknown param); the controller passes a
+            :class:`~streamtune.sweeps.checks.RaySpecChecker`, so the job's code is imported only in a Ray task,
+            never in this process.
     """
 
     def __init__(self, registry: Registry, jobs: Jobs | Any, services: Serving | Any, holder: str,
-                 store: ArtifactStore | None = None, *, promotions: PromotionWorker | None = None) -> None:
+                 store: ArtifactStore | None = None, *, promotions: PromotionWorker | None = None,
+                 checks: SpecChecks | None = None) -> None:
         self.registry = registry
         self.jobs = jobs
         self.services = services
         self.holder = holder
         self.store = store
         self.promotions = promotions
+        self.checks = checks
         self._swaps: dict[str, tuple[str, ModelVersion, str]] = {}
 
     def step(self, limit: int = 20) -> list[CommandRecord]:
@@ -123,6 +131,10 @@ class CommandExecutor:
             return self._promote(record)
         if isinstance(command, CancelRun):
             return self._cancel(command.run_id, record)
+        if isinstance(command, ApproveRun):
+            run = approve_run(self.registry, command.run_id, record.actor, record.reason)
+            return CommandOutcome(message=f"run {run.run_id} approved by {record.actor}; it is promoted next",
+                                  run_id=run.run_id)
         if isinstance(command, RetryRun):
             run = retry_failed_run(self.registry, command.run_id, _who(record))
             return CommandOutcome(message=f"run {run.run_id} queued again as attempt {run.attempt} "
@@ -133,6 +145,8 @@ class CommandExecutor:
 
     def _submit(self, command: SubmitSpec) -> CommandOutcome:
         spec = self._with_stored_code(command.spec)
+        if self.checks is not None:
+            self.checks.check(spec)  # in a Ray task with the job's code; raises ConfigError naming what is wrong
         before = self.registry.get_spec(spec.name)
         stored = self.registry.put_spec(spec)
         if stored.error is not None and before is not None and before.spec != spec:  # a fix is tried at once
@@ -177,7 +191,7 @@ class CommandExecutor:
             if run.status in (RunStatus.SUBMITTED, RunStatus.RUNNING):
                 self.jobs.stop(run.submission_id)
             self.registry.update_run(run.run_id, status=RunStatus.CANCELLED, error=why)
-        pending = self.registry.list_runs(name, status=RunStatus.PENDING, limit=10_000)
+        pending = self.registry.list_runs(name, status=[RunStatus.PENDING, RunStatus.AWAITING_APPROVAL], limit=10_000)
         for run in pending:
             self.registry.update_run(run.run_id, status=RunStatus.CANCELLED, error=why)
         self.registry.delete_spec(name)
@@ -224,7 +238,7 @@ class CommandExecutor:
             version, reason = self._previous_champion(name), f"rollback by {_who(record)}"
         spec = self._spec(name).spec
         model = self._model(name, version)
-        ref = ModelRef(version=model.version, uri=model.artifact_uri)
+        ref = ModelRef(version=model.version, uri=model.artifact_uri, manifest_sha256=model.manifest_sha256)
         if self.promotions is None:
             return self._promoted(name, model, reason, self.services.swap(spec, ref))
         self._swaps[record.id] = (name, model, reason)
@@ -245,6 +259,9 @@ class CommandExecutor:
         return self._promoted(name, model, reason, outcome.report)
 
     def _promoted(self, name: str, model: ModelVersion, reason: str, report: Any) -> CommandOutcome:
+        if report.version != model.version:  # the swap went back (SwapReport.version is what serves): keep the alias
+            raise CommandFailed(f"swap of {name} to v{model.version} was rolled back; v{report.version} serves "
+                                f"({report.reason or 'rolled back'})")
         kill_point("promote.after_swap")
         self.registry.set_alias(name, "champion", model.version, reason=reason)
         return CommandOutcome(message=f"{name} v{model.version} serving (was v{report.previous})",

@@ -32,6 +32,7 @@ from streamtune.registry.commands import CommandStatus, DeleteSpec
 from streamtune.registry.records import Lease, SpecRecord
 from streamtune.runtime.kafka import ensure_topic
 from streamtune.serving.records import AccessPolicy
+from streamtune.sweeps.checks import SpecChecks
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ def _serving_for(settings: Settings) -> Serving:
     return ServeHub(settings.serve_port, connect=connect)
 
 
+def _checks_for(settings: Settings) -> SpecChecks:
+    from streamtune.runtime.ray import join_ray
+    from streamtune.sweeps.checks import RaySpecChecker
+
+    return RaySpecChecker(connect=lambda: join_ray(settings))
+
+
 def _jobs_for(settings: Settings) -> Jobs:
     from streamtune.sweeps.jobs_api import RayJobRunner
 
@@ -66,6 +74,9 @@ class Controller:
         jobs: Where sweeps run (default: the Ray Jobs API at ``settings.jobs_url``).
         services: Serving (default: a ServeHub that joins Ray when first needed).
         holder: This controller's id in the lease (default: ``host:pid:nonce``).
+        checks: Checks of a submitted spec against its job (default: a Ray task per submit, see
+            :class:`~streamtune.sweeps.checks.RaySpecChecker`, when ``jobs`` is the real Ray Jobs API; none when
+            a ``jobs`` port is given, as unit tests do).
 
     Example:
         >>> ctrl = Controller(Settings.from_env())  # doctest: +SKIP
@@ -74,7 +85,8 @@ class Controller:
     """
 
     def __init__(self, settings: Settings, *, registry: Registry | None = None, jobs: Jobs | None = None,
-                 services: Serving | None = None, holder: str | None = None) -> None:
+                 services: Serving | None = None, holder: str | None = None,
+                 checks: SpecChecks | None = None) -> None:
         self.settings = settings
         self.registry = registry or open_registry(settings.registry_url)
         self.holder = holder or new_holder_id()
@@ -85,7 +97,9 @@ class Controller:
         self.data_roots = platform_roots(self.store.root, settings.home)
         self.advancer = RunAdvancer(self.registry, self.jobs, self.services, self.store, data_roots=self.data_roots)
         self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder, self.store,
-                                        promotions=self.advancer.promotions)
+                                        promotions=self.advancer.promotions,
+                                        checks=checks if checks is not None or jobs is not None
+                                        else _checks_for(settings))
         self.reconciler = ServingReconciler(self.registry, self.services)
         self.guard = SpecGuard(self.registry)
         self.topic_backoff = TopicBackoff()

@@ -45,7 +45,8 @@ class ServingReconciler:
             champion = self.registry.get_alias(name, "champion")
             if champion is None or self.registry.list_runs(name, status=RunStatus.SUCCEEDED, limit=1):
                 continue
-            desired = ModelRef(version=champion.version, uri=champion.artifact_uri)
+            desired = ModelRef(version=champion.version, uri=champion.artifact_uri,
+                               manifest_sha256=champion.manifest_sha256)
             try:
                 result = self.services.ensure(record.spec, desired)
             except FencedError:

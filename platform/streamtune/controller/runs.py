@@ -18,7 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from streamtune.artifacts.store import ArtifactStore
+from streamtune.artifacts.verified import stored_manifest_sha256
 from streamtune.config.jobspec import JobSpec
+from streamtune.controller.gating import gate_result
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.promotions import COMMAND_PREFIX, PromotionOutcome, PromotionWorker
 from streamtune.errors import CommandFailed, ConfigError, FencedError, NotFoundError, StreamtuneError
@@ -29,7 +31,6 @@ from streamtune.serving.records import ModelRef
 from streamtune.sweeps.driver import result_uri
 from streamtune.sweeps.failures import JobFailure, describe, error_uri, exception_line
 from streamtune.sweeps.schema import ChampionRef, SweepRequest, SweepResult
-from streamtune.validation.gate import GateEvidence, MetricGate
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +161,9 @@ class RunAdvancer:
         out = self.out_uri(run)
         req = SweepRequest(
             run_id=run.run_id, submission_id=run.submission_id, spec=spec.model_dump(mode="json"), uris=run.uris,
-            event_ids=run.event_ids, trusted_roots=self.data_roots, out_uri=out,
-            champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri) if champ else None,
+            event_ids=run.event_ids, trusted_roots=self.data_roots, out_uri=out, claimed_rows=run.num_rows or None,
+            champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri,
+                                 manifest_sha256=champ.manifest_sha256) if champ else None,
         )
         request_uri = self.store.put_text(f"{out}/request.json", req.model_dump_json(indent=2))
         self.jobs.submit(run.submission_id, request_uri, spec.job.code_uri, run_id=run.run_id)
@@ -207,6 +209,9 @@ class RunAdvancer:
             except (ValidationError, ValueError):
                 failure = None
             if failure is not None and failure.submission_id in (None, run.submission_id):
+                if failure.data_gate is not None:  # the data gate's report is stored with the run
+                    self._update(run, gate={"passed": False, "reasons": failure.data_gate.reasons,
+                                            "data_gate": failure.data_gate.model_dump(mode="json")})
                 return failure.headline, failure.retryable
         tail = self.jobs.logs_tail(run.submission_id, 60)
         line = exception_line(tail)
@@ -238,32 +243,46 @@ class RunAdvancer:
             return
         result = SweepResult.model_validate_json(self.store.get_text(uri))
         started = run.timings.get("submitted_at", run.created_at)
-        evidence = GateEvidence(
-            metric=result.holdout.metric, mode=spec.sweep.mode, challenger=result.holdout.challenger,
-            champion=result.holdout.champion, holdout_rows=result.holdout.rows,
-            snapshot_rows=int(result.snapshot.get("num_rows", 0)), error=result.holdout.error,
-        )
         t0 = time.perf_counter()
-        report = MetricGate(spec.validation).validate(evidence)
+        report = gate_result(spec, result)  # same holdout rows: unscorable champion, bootstrap, slices, budgets
         timings = {"sweep_job_s": round(time.time() - started, 3), **result.timings,
                    "gate_s": round(time.perf_counter() - t0, 4)}
-        status = RunStatus.SUCCEEDED if report.passed else RunStatus.REJECTED
+        gate = with_run_checks(report.model_dump(mode="json"), result)  # + the data gate and the smoke test
+        passed = bool(gate["passed"])
+        self._pin_features(spec, result)
+        status = RunStatus.REJECTED if not passed else (
+            RunStatus.AWAITING_APPROVAL if spec.promotion == "manual" else RunStatus.SUCCEEDED)
         run = self._update(run, status=status, sweep=result.model_dump(mode="json"),
-                           gate=report.model_dump(mode="json"), timings=timings, error=None)  # earlier attempts
+                           gate=gate, timings=timings, error=None)  # earlier attempts
         # keep their reasons in `attempts`
-        log.info("run %s gate %s: %s", run.run_id, "passed" if report.passed else "rejected", report.reasons[0])
-        if report.passed:
+        log.info("run %s gate %s: %s", run.run_id, status.value if passed else "rejected", gate["reasons"][0])
+        if status == RunStatus.SUCCEEDED:
             self._promote(spec, run)
+
+    def _pin_features(self, spec: JobSpec, result: SweepResult) -> None:
+        """With ``dataset.features`` unset, store the spec with the features its first run trained on, so a
+        later batch's new column never silently enters the model (like ``dataset.schema``'s pinning)."""
+        features = result.snapshot.get("features")
+        stored = self.registry.get_spec(spec.name)
+        if not features or stored is None or stored.spec.dataset.features is not None:
+            return
+        pinned = stored.spec.model_copy(update={"dataset": stored.spec.dataset.model_copy(
+            update={"features": list(features)})})
+        self.registry.put_spec(pinned)
+        log.info("pinned the features of spec %s at run %s: %s", spec.name, result.run_id, features)
 
     def _promote(self, spec: JobSpec, run: RunRecord) -> None:
         """Register the winner and start its swap in the promotion worker; the outcome is taken next step."""
         t0 = time.perf_counter()
         try:
             result = SweepResult.model_validate(run.sweep)
+            digest = self._manifest_digest(run, result)
+            if digest is None:
+                return
             mv = self.registry.register_model(
                 spec.name, run.run_id, str(result.best.artifact_uri), result.best.params,
                 {"holdout_" + result.holdout.metric: result.holdout.challenger, **_numbers(result.best.metrics)},
-                _lineage(run, result, spec),
+                _lineage(run, result, spec), manifest_sha256=digest,
             )
             self.registry.set_alias(spec.name, "challenger", mv.version,
                                     reason=f"run {run.run_id} passed the gate")
@@ -273,9 +292,23 @@ class RunAdvancer:
             self._promotion_failed(run, exc)
             return
         run = self._update(run, model_version=mv.version, timings={"register_s": round(time.perf_counter() - t0, 4)})
-        ref = ModelRef(version=mv.version, uri=mv.artifact_uri)
+        ref = ModelRef(version=mv.version, uri=mv.artifact_uri, manifest_sha256=mv.manifest_sha256)
         self.promotions.start(spec.name, run.run_id, lambda: self.services.swap(spec, ref))
         log.info("run %s: swapping %s v%d in (off the loop)", run.run_id, spec.name, mv.version)
+
+    def _manifest_digest(self, run: RunRecord, result: SweepResult) -> str | None:
+        """The digest to register: the stored manifest's sha256, which must equal the one the sweep recorded
+        when it scored the winner. On a mismatch the run fails (naming both digests) and None is returned."""
+        uri = str(result.best.artifact_uri)
+        stored = stored_manifest_sha256(uri)
+        recorded = result.best.manifest_sha256
+        if recorded is not None and recorded != stored:
+            error = (f"the winner's MANIFEST.json at {uri} has sha256 {stored}, but the sweep recorded {recorded} "
+                     "when it scored it: the artifact was rewritten after the sweep, so it is not registered")
+            log.error("run %s: %s", run.run_id, error)
+            self._update(run, status=RunStatus.FAILED, error=error)
+            return None
+        return stored
 
     def _finish_promotion(self, spec: JobSpec, outcome: PromotionOutcome) -> None:
         """Record a finished swap: the champion alias and ``promoted``, or why it failed."""
@@ -292,6 +325,11 @@ class RunAdvancer:
                 self._promotion_failed(run, exc)
             return
         swap = outcome.report
+        if swap.version != run.model_version:  # the swap went back (SwapReport.version is what serves): keep the alias
+            self._update(run, status=RunStatus.FAILED,
+                         error=f"swap failed: version {swap.version} serves, not {run.model_version} "
+                               f"({swap.reason or 'rolled back'})")
+            return
         kill_point("promote.after_swap")
         self.registry.set_alias(spec.name, "champion", run.model_version, reason=f"run {run.run_id} hot-swapped")
         self._update(run, status=RunStatus.PROMOTED,
@@ -313,6 +351,33 @@ class RunAdvancer:
         if "timings" in fields:
             fields["timings"] = {**run.timings, **fields["timings"]}
         return self.registry.update_run(run.run_id, **fields)
+
+
+def with_run_checks(gate: dict[str, Any], result: SweepResult) -> dict[str, Any]:
+    """The model gate's report (as JSON) with the run's own checks added: the data gate's report, and the smoke
+    test, whose failure fails the gate with its reason first.
+
+    Example:
+        >>> from streamtune.validation.smoke import SmokeReport
+        >>> r = SweepResult.model_construct(data_gate=None, smoke=SmokeReport(
+        ...     passed=False, reason="smoke test failed: prediction 0 of 4 is nan", rows=4, seconds=0.1))
+        >>> g = with_run_checks({"passed": True, "reasons": ["ok"]}, r)
+        >>> g["passed"], g["reasons"][0]
+        (False, 'smoke test failed: prediction 0 of 4 is nan')
+    """
+    out = dict(gate)
+    if result.data_gate is not None:
+        out["data_gate"] = result.data_gate.model_dump(mode="json")
+    smoke = result.smoke
+    if smoke is not None:
+        out["smoke"] = smoke.model_dump(mode="json")
+        reasons = list(out.get("reasons") or [])
+        if smoke.passed:
+            out["reasons"] = [*reasons, smoke.reason]
+        else:
+            out["passed"] = False
+            out["reasons"] = [smoke.reason, *reasons]
+    return out
 
 
 def final_error(label: str, attempts: Sequence[RunAttempt]) -> str:
@@ -364,6 +429,46 @@ def retry_failed_run(registry: Registry, run_id: str, actor: str) -> RunRecord:
                                retry_at=None, error=f"retry asked by {actor} after: {run.error or 'failed'}")
 
 
+def approve_run(registry: Registry, run_id: str, actor: str, reason: str = "") -> RunRecord:
+    """Approve a run that passed the gate under ``promotion: manual`` (the ``approve`` command).
+
+    The run becomes ``succeeded`` with ``gate["approval"] = {"by", "reason", "at"}`` and ``timings.approved_at``;
+    the advancer then registers and swaps it as usual, and the model's lineage keeps ``approved_by``. A rerun
+    after a failover finds it approved already and changes nothing.
+
+    Raises:
+        NotFoundError: no such run.
+        CommandFailed: the run is not awaiting approval, or another run of its spec is in flight.
+
+    Example:
+        >>> from streamtune.registry import open_registry
+        >>> reg = open_registry("sqlite:///:memory:")
+        >>> _ = reg.commit_window("g", {}, {}, [RunRecord(run_id="r-1", spec_name="s", dataset="d",
+        ...                                                status=RunStatus.AWAITING_APPROVAL, gate={"passed": True})])
+        >>> run = approve_run(reg, "r-1", "ana", "looks good")
+        >>> run.status.value, run.gate["approval"]["by"]
+        ('succeeded', 'ana')
+    """
+    run = registry.get_run(run_id)
+    if run is None:
+        raise NotFoundError(f'Got "{run_id}" for run; no such run', fix="list runs with `streamtune runs`")
+    approval = (run.gate or {}).get("approval")
+    if approval is not None and run.status in (RunStatus.SUCCEEDED, RunStatus.PROMOTED):
+        return run  # approved already (a rerun of the command)
+    if run.status != RunStatus.AWAITING_APPROVAL:
+        raise CommandFailed(f"run {run_id} is {run.status.value}; only a run awaiting approval can be approved",
+                            fix="approval applies to specs with promotion: manual, after the gate passed")
+    busy = [r for r in registry.list_runs(run.spec_name, status=list(ACTIVE), limit=5) if r.run_id != run_id]
+    if busy:
+        raise CommandFailed(f"run {busy[0].run_id} of spec {run.spec_name} is {busy[0].status.value}; approve "
+                            f"run {run_id} after it ends", fix="wait for it, or cancel it")
+    now = time.time()
+    log.info("run %s approved by %s", run_id, actor)
+    return registry.update_run(run_id, status=RunStatus.SUCCEEDED,
+                               gate={**(run.gate or {}), "approval": {"by": actor, "reason": reason, "at": now}},
+                               timings={**run.timings, "approved_at": now})
+
+
 # What Ray Tune adds to every reported result; the model's metrics are what the job reported.
 _TUNE_AUTOFILLED = {"training_iteration", "iterations_since_restore", "time_this_iter_s", "time_total_s",
                     "time_since_restore", "timestamp", "pid", "done", "trial_id", "date", "hostname", "node_ip",
@@ -384,4 +489,5 @@ def _lineage(run: RunRecord, result: SweepResult, spec: JobSpec) -> dict[str, An
         "trial_id": result.best.trial_id, "trials": len(result.trials), "trigger_reason": run.reason,
         "code_uri": spec.job.code_uri, "command_id": run.command_id,
         "node_id": result.best.node_id, "trial_nodes": {t.trial_id: t.node_id for t in result.trials},
+        "approved_by": ((run.gate or {}).get("approval") or {}).get("by"),  # promotion: manual
     }

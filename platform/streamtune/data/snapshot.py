@@ -39,21 +39,25 @@ class Snapshot:
         (10, ['x'])
     """
 
-    def __init__(self, spec: DatasetSpec, table: pa.Table, uris: Sequence[str]) -> None:
+    def __init__(self, spec: DatasetSpec, table: pa.Table, uris: Sequence[str], *, check: bool = True) -> None:
         self.spec = spec
         self.table = table
         self.uris = list(uris)
-        self._check_columns()
+        if check:
+            self.check_columns()
 
     @classmethod
     def from_parts(cls, spec: DatasetSpec, uris: Iterable[str], rows: Iterable[dict[str, Any]] = (),
-                   *, trusted_roots: Sequence[str] = (), platform_roots: Sequence[str] | None = None) -> Snapshot:
+                   *, trusted_roots: Sequence[str] = (), platform_roots: Sequence[str] | None = None,
+                   check: bool = True) -> Snapshot:
         """Build a snapshot from Parquet URIs plus optional inline rows.
 
         Every URI is checked again here, at read time (:func:`~streamtune.data.uris.check_uri`: symlinks and
         ``..`` resolved, roots compared on path boundaries): it must lie under ``spec.uri_roots`` or under
         ``trusted_roots`` (streamtune's own folder for inline rows); with no ``uri_roots``, under
         ``platform_roots`` (default: ``trusted_roots``) only. The files are read at their resolved paths.
+        With ``check=False`` the label and feature columns are not checked yet (the data gate reports on them
+        first; call :meth:`check_columns` after).
 
         Raises:
             DataError: a URI breaks the rule, a file cannot be read, or the files disagree on their schema.
@@ -79,7 +83,7 @@ class Snapshot:
             table = pa.concat_tables(tables, promote_options="default")
         except pa.ArrowInvalid as exc:
             raise DataError(f"files of dataset {spec.name} disagree on their schema: {exc}") from None
-        return cls(spec, table, uris)
+        return cls(spec, table, uris, check=check)
 
     @property
     def num_rows(self) -> int:
@@ -99,7 +103,8 @@ class Snapshot:
         )
         return hashlib.sha256(body.encode()).hexdigest()[:24]
 
-    def _check_columns(self) -> None:
+    def check_columns(self) -> None:
+        """Raise :class:`DataError` when the label or a feature column is missing, or a label is null."""
         names = set(self.table.column_names)
         if self.spec.label not in names:
             raise DataError(

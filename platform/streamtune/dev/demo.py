@@ -135,8 +135,10 @@ def _print_version(console: Console, v: dict[str, Any]) -> None:
                        for k, val in (v["best_params"] or {}).items())
     table.add_row("run", f"{v['run_id']} ({v['status']}, {v['rows']} rows, window closed on {v['trigger']})")
     table.add_row("sweep", f"{v['trials']} trials; best {params}; valid {_f(v['valid_metric'])}")
+    ci = f"; paired bootstrap CI of the gain [{_f(g['bootstrap_low'])}, {_f(g['bootstrap_high'])}]" \
+        if g.get("bootstrap_low") is not None else ""
     table.add_row("gate", f"{'pass' if v['gate_passed'] else 'FAIL'}: challenger {_f(g.get('challenger'))} vs "
-                          f"champion {_f(g.get('champion'))} on the same {g.get('holdout_rows', '-')}-row holdout")
+                          f"champion {_f(g.get('champion'))} on the same {g.get('holdout_rows', '-')}-row holdout{ci}")
     table.add_row("stages (s)", f"window {_f(t.get('window_s'))} | sweep job {_f(t.get('sweep_job_s'))} "
                                 f"(tune {_f(t.get('sweep_s'))}, holdout eval {_f(t.get('holdout_eval_s'))}) | "
                                 f"gate {_f(t.get('gate_s'))} | register {_f(t.get('register_s'))} | "

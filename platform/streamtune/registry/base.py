@@ -274,8 +274,16 @@ class Registry(ABC):
         params: dict[str, Any],
         metrics: dict[str, Any],
         lineage: dict[str, Any],
+        manifest_sha256: str | None = None,
     ) -> ModelVersion:
         """Register a new version of ``name`` (1, 2, ...); registering the same run again returns it.
+
+        ``manifest_sha256`` is the sha256 of the artifact's ``MANIFEST.json`` bytes (64 lower-case hex digits);
+        every load of the version checks the manifest against it. A second registration of the same run returns
+        the first one as it was stored, digest included.
+
+        Raises:
+            RegistryError: ``name`` is empty, or ``manifest_sha256`` is not a sha256.
 
         Example:
             >>> from streamtune.registry import open_registry

@@ -27,7 +27,8 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.serving.records import SwapReport
 
 __all__ = [
-    "CancelRun", "Command", "CommandOutcome", "DeleteSpec", "CommandRecord", "CommandStatus", "PauseSpec", "Promote",
+    "ApproveRun", "CancelRun", "Command", "CommandOutcome", "DeleteSpec", "CommandRecord", "CommandStatus",
+    "PauseSpec", "Promote",
     "ResumeSpec", "RetryRun", "Rollback", "RunNow", "SubmitSpec", "new_command_id",
 ]
 
@@ -141,8 +142,24 @@ class RetryRun(_Command):
         return f"retry run {self.run_id}"
 
 
+class ApproveRun(_Command):
+    """Approve a run that passed the gate under ``promotion: manual``; it is then promoted, the approver recorded.
+
+    Example:
+        >>> ApproveRun(run_id="r-1").describe()
+        'approve run r-1'
+    """
+
+    kind: Literal["approve"] = Field("approve", description="Command kind.")
+    run_id: str = Field(description="The run awaiting approval.")
+
+    def describe(self) -> str:
+        return f"approve run {self.run_id}"
+
+
 Command = Annotated[
-    SubmitSpec | PauseSpec | ResumeSpec | DeleteSpec | Promote | Rollback | CancelRun | RunNow | RetryRun,
+    SubmitSpec | PauseSpec | ResumeSpec | DeleteSpec | Promote | Rollback | CancelRun | RunNow | RetryRun
+    | ApproveRun,
     Field(discriminator="kind"),
 ]
 """Any command; the ``kind`` field tells which."""

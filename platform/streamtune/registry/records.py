@@ -35,7 +35,9 @@ class RunStatus(str, Enum):  # noqa: UP042 -- StrEnum needs 3.11; we support 3.1
 
     ``pending`` (window closed, run stored) → ``submitted`` (Ray Job submitted) → ``running`` →
     ``succeeded`` (sweep done) or ``failed``; then the gate makes a succeeded run ``promoted`` or
-    ``rejected``. A ``cancel`` command ends a run that has not passed the gate as ``cancelled``.
+    ``rejected``. A ``cancel`` command ends a run that has not passed the gate as ``cancelled``. With
+    ``promotion: manual`` a run that passed the gate is ``awaiting_approval`` (nothing registered or swapped)
+    until an ``approve`` command makes it ``succeeded``, and the advancer promotes it as usual.
 
     Example:
         >>> RunStatus("running") is RunStatus.RUNNING
@@ -50,6 +52,7 @@ class RunStatus(str, Enum):  # noqa: UP042 -- StrEnum needs 3.11; we support 3.1
     REJECTED = "rejected"
     PROMOTED = "promoted"
     CANCELLED = "cancelled"
+    AWAITING_APPROVAL = "awaiting_approval"
 
 
 TERMINAL_STATUSES = frozenset({RunStatus.PROMOTED, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -106,7 +109,10 @@ class RunRecord(BaseModel):
     created_at: float = Field(default_factory=time.time, description="Unix time the run was stored.")
     updated_at: float = Field(default_factory=time.time, description="Unix time of the last change.")
     sweep: dict[str, Any] | None = Field(None, description="The sweep result as JSON, once the sweep ends.")
-    gate: dict[str, Any] | None = Field(None, description="The validation gate's report as JSON.")
+    gate: dict[str, Any] | None = Field(
+        None, description="The gate's GateReport (streamtune.validation) as JSON: every check with its value, limit "
+        "and reason, the paired bootstrap interval, the slices; `GateReport.model_validate(run.gate)` types it."
+    )
     model_version: int | None = Field(None, description="Registered model version, if the run produced one.")
     error: str | None = Field(None, description="Headline of the error that failed the run, if any.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent per stage.")
@@ -159,6 +165,11 @@ class ModelVersion(BaseModel):
         description="Event ids, offsets, snapshot fingerprint, sweep and trial ids behind this version.",
     )
     created_at: float = Field(default_factory=time.time, description="Unix time of registration.")
+    manifest_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the artifact's MANIFEST.json bytes, recorded at registration; every load checks "
+        "the manifest against it before the files. None for versions registered before digests were kept.",
+    )
 
 
 class AliasEvent(BaseModel):

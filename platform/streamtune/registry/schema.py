@@ -12,7 +12,7 @@ from typing import Any
 
 from streamtune.errors import RegistryError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -36,7 +36,7 @@ CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS models (
     name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, artifact_uri TEXT NOT NULL,
     params TEXT NOT NULL, metrics TEXT NOT NULL, lineage TEXT NOT NULL, created_at REAL NOT NULL,
-    PRIMARY KEY (name, version), UNIQUE (name, run_id));
+    manifest_sha256 TEXT, PRIMARY KEY (name, version), UNIQUE (name, run_id));
 CREATE TABLE IF NOT EXISTS aliases (
     name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, updated_at REAL NOT NULL,
     PRIMARY KEY (name, alias));
@@ -87,6 +87,16 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # rewritten with the whole window state on every poll. Windows stored before keep their events in their
     # state, and load_windows reads both, so no row needs to move.
     5: (),
+    # version 5 -> 6: each model version keeps the sha256 of its manifest, recorded at registration, so a load
+    # can tell a manifest regenerated after registration (versions registered before keep NULL).
+    # Migrations run before _SCHEMA, and a version 1 registry has no models table yet: create it as version 5
+    # had it first.
+    6: (
+        "CREATE TABLE IF NOT EXISTS models (name TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT NOT NULL, "
+        "artifact_uri TEXT NOT NULL, params TEXT NOT NULL, metrics TEXT NOT NULL, lineage TEXT NOT NULL, "
+        "created_at REAL NOT NULL, PRIMARY KEY (name, version), UNIQUE (name, run_id))",
+        "ALTER TABLE models ADD COLUMN manifest_sha256 TEXT",
+    ),
 }
 
 

@@ -28,6 +28,7 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
 from streamtune.registry.dialect import Row, Tx, insert_sql, upsert_sql
+from streamtune.registry.manifest import check_digest
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SeenKey, SpecRecord
 from streamtune.registry.schema import _dumps, _loads
 from streamtune.registry.sql_control import _OFFSET_UPSERT, SqlControl
@@ -370,10 +371,13 @@ class SqlStore(SqlControl, Registry):
         params: dict[str, Any],
         metrics: dict[str, Any],
         lineage: dict[str, Any],
+        manifest_sha256: str | None = None,
     ) -> ModelVersion:
         """Register the next version of ``name``; idempotent per run (see :meth:`Registry.register_model`)."""
         if not name:
             raise RegistryError('Got "" for model name; must be a non-empty string')
+        if manifest_sha256 is not None:
+            check_digest(manifest_sha256, f"manifest_sha256 of model {name} run {run_id}")
         blobs = [
             _dumps(v, f"model {name} {k}")
             for k, v in (("params", params), ("metrics", metrics), ("lineage", lineage))
@@ -385,7 +389,8 @@ class SqlStore(SqlControl, Registry):
                 return self._model_from(row)
             top = self._must(tx.one("SELECT MAX(version) AS v FROM models WHERE name = ?", (name,)))
             version = (top["v"] or 0) + 1
-            tx.run(insert_sql("models", _MODEL_COLUMNS), (name, version, run_id, artifact_uri, *blobs, time.time()))
+            tx.run(insert_sql("models", _MODEL_COLUMNS),
+                   (name, version, run_id, artifact_uri, *blobs, time.time(), manifest_sha256))
             return self._model_from(self._must(tx.one(_MODEL_BY_VERSION, (name, version))))
 
     def get_model(self, name: str, version: int) -> ModelVersion | None:

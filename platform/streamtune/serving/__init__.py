@@ -20,6 +20,7 @@ from streamtune.serving.records import (
     BoardView,
     CanaryReport,
     EnsureResult,
+    InputSchema,
     LoadFailure,
     ModelRef,
     ReplicaReport,
@@ -31,6 +32,8 @@ from streamtune.serving.records import (
     SwapRecord,
     SwapReport,
     Version,
+    VersionFigures,
+    WatchReport,
 )
 
 if TYPE_CHECKING:
@@ -45,9 +48,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport", "EnsureResult", "LoadFailure", "ModelRef",
-    "ModelService", "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServeHub", "ServiceStatus",
-    "StaleFenceError", "SwapFailure", "SwapRecord", "SwapReport", "Version", "VersionBoard",
+    "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport", "EnsureResult", "InputSchema", "LoadFailure",
+    "ModelRef", "ModelService", "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServeHub", "ServiceStatus",
+    "StaleFenceError", "SwapFailure", "SwapRecord", "SwapReport", "Version", "VersionBoard", "VersionFigures",
+    "WatchReport",
 ]
 
 

@@ -131,6 +131,9 @@ class VersionBoard:
         self.previous: ModelRef | None = None
         self.target: ModelRef | None = None
         self.canary_percent = 0.0
+        self.shadow_percent = 0.0
+        self.watching: int | None = None
+        self.watch_until = 0.0
         self.replicas: dict[str, _Replica] = {}
         self.records: dict[int, SwapRecord] = {}
         self.deployed: str | None = None
@@ -200,6 +203,8 @@ class VersionBoard:
         self.generation += 1
         self.target = model
         self.canary_percent = 0.0
+        self.shadow_percent = 0.0
+        self.watching = None
         self.records[self.generation] = SwapRecord(
             generation=self.generation,
             kind=kind,
@@ -215,12 +220,28 @@ class VersionBoard:
         await self._progress()
         return self.generation
 
-    async def set_canary(self, generation: int, percent: float, *, fence: int = 0) -> int:
-        """Route ``percent`` % of requests to the loaded target of ``generation``; return the epoch."""
+    async def set_canary(
+        self, generation: int, percent: float, shadow_percent: float = 0.0, *, fence: int = 0
+    ) -> int:
+        """Route ``percent`` % of requests to the loaded target of ``generation``, and mirror ``shadow_percent`` %
+        to it (answers not returned); return the epoch."""
         self._check_fence(fence)
         self._require_pending(generation)
         self.canary_percent = float(percent)
+        self.shadow_percent = float(shadow_percent)
         return await self._bump()
+
+    async def set_watch(self, generation: int, seconds: float, *, fence: int = 0) -> None:
+        """Mark the flipped swap ``generation`` as under its post-promotion watch for ``seconds`` (0: ended).
+
+        While it runs, a reconciling writer treats the app as busy (the swap has not returned yet); it lapses on
+        its own if the writer dies.
+        """
+        self._check_fence(fence)
+        if seconds > 0 and generation == self.generation:
+            self.watching, self.watch_until = generation, time.monotonic() + seconds
+        elif self.watching == generation:
+            self.watching, self.watch_until = None, 0.0
 
     async def promote(self, generation: int, *, fence: int = 0) -> int:
         """Flip ``active`` to the target of ``generation`` (after a canary); return the flip epoch."""
@@ -237,6 +258,7 @@ class VersionBoard:
             record.aborted = reason
             self.target = None
             self.canary_percent = 0.0
+            self.shadow_percent = 0.0
         return await self._bump()
 
     async def set_policy(self, policy: AccessPolicy, *, fence: int = 0) -> int:
@@ -274,6 +296,7 @@ class VersionBoard:
         """Everything the board knows, for ``status()`` and for waiting on swaps."""
         now = time.monotonic()
         live = self._live()
+        watching = self.watching if self.watching is not None and now < self.watch_until else None
         return BoardSnapshot(
             **dict(self.view()),
             app=self.app,
@@ -283,6 +306,8 @@ class VersionBoard:
             counters=_totals(live),
             last_swap=last.model_copy() if (last := self.records.get(self.generation)) else None,
             fence=self.fence,
+            watching=watching,
+            watch_s_left=round(max(0.0, self.watch_until - now), 3) if watching is not None else 0.0,
         )
 
     def view(self) -> BoardView:
@@ -295,6 +320,7 @@ class VersionBoard:
             previous=self.previous,
             target=self.target,
             canary_percent=self.canary_percent,
+            shadow_percent=self.shadow_percent,
             policy=self.policy,
         )
 
@@ -343,6 +369,7 @@ class VersionBoard:
         self.active = self.target
         self.target = None
         self.canary_percent = 0.0
+        self.shadow_percent = 0.0
         record.flipped_at = time.monotonic()
         record.flip_epoch = self.epoch + 1
 

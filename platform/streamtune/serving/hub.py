@@ -27,10 +27,13 @@ from streamtune.errors import ConfigError
 from streamtune.serving.records import (
     AccessPolicy,
     EnsureResult,
+    InputSchema,
     ModelRef,
     ServiceStatus,
     StaleFenceError,
     SwapReport,
+    Version,
+    VersionFigures,
 )
 from streamtune.serving.service import ModelService
 
@@ -132,7 +135,7 @@ class ServeHub:
                 return cached[1]
             svc = ModelService(
                 spec.serve.app, spec.serve, spec.job.entrypoint, _code_uri(spec), self.serve_port,
-                fence=self._fence, policy=self._policy,
+                fence=self._fence, policy=self._policy, input_schema=input_schema(spec),
             )
             self._services[spec.name] = (key, svc)
             self._checked.discard(spec.name)
@@ -149,7 +152,7 @@ class ServeHub:
         svc = self.service(spec)
         svc.deploy()  # brings the service's policy (the hub's) to the board first
         self._checked.add(spec.name)
-        return svc.swap(ref.version, ref.uri, rollout=rollout)
+        return svc.swap(ref.version, ref.uri, rollout=rollout, manifest_sha256=ref.manifest_sha256)
 
     def ensure(self, spec: JobSpec, ref: ModelRef) -> EnsureResult:
         """Make ``spec``'s app serve ``ref`` (see :meth:`ModelService.ensure`).
@@ -171,6 +174,11 @@ class ServeHub:
                 result = result.model_copy(update={"action": "deployed", "detail": detail})
         return result
 
+    def figures(self, spec: JobSpec) -> dict[Version, VersionFigures]:
+        """Each version's live figures on ``spec``'s app (requests, model errors, p50, p99), over its replicas."""
+        self._ensure_connected()
+        return self.service(spec).figures()
+
     def status(self, spec: JobSpec) -> ServiceStatus:
         """Serve's status of ``spec``'s app and its board's snapshot."""
         self._ensure_connected()
@@ -181,6 +189,27 @@ class ServeHub:
             if not self._connected:
                 self._connect()
                 self._connected = True
+
+
+def input_schema(spec: JobSpec) -> InputSchema | None:
+    """The feature columns a spec's endpoint requires: ``dataset.features`` (or the schema's columns but the label),
+    typed by ``dataset.schema`` where it names them; None when the spec says neither.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> from streamtune.config.jobspec import ColumnSpec
+        >>> schema = {"x": ColumnSpec(type="double"), "y": ColumnSpec(type="int64")}
+        >>> input_schema(NS(dataset=NS(features=None, schema_=schema, label="y"))).columns
+        {'x': 'double'}
+        >>> input_schema(NS(dataset=NS(features=["a"], schema_=None, label="y"))).columns
+        {'a': None}
+    """
+    dataset = spec.dataset
+    schema = dataset.schema_ or {}
+    names = dataset.features or [c for c in schema if c != dataset.label]
+    if not names:
+        return None
+    return InputSchema(columns={n: schema[n].type if n in schema else None for n in names})
 
 
 def _key(spec: JobSpec) -> str:

@@ -7,13 +7,14 @@ Example:
     True
     >>> ref = ModelRef(version=3, uri="/artifacts/sales/3")
     >>> ref
-    ModelRef(version=3, uri='/artifacts/sales/3')
+    ModelRef(version=3, uri='/artifacts/sales/3', manifest_sha256=None)
     >>> RequestCounts(requests=200, errors=3).error_rate
     0.015
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 from typing import Literal
@@ -29,10 +30,16 @@ SwapKind = Literal["swap", "rollback", "deploy", "ensure"]
 EnsureAction = Literal["none", "policy", "deployed", "board_recreated", "swapped", "busy"]
 
 __all__ = [
-    "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport", "EnsureAction", "EnsureResult", "LoadFailure",
-    "ModelRef", "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServiceStatus", "StaleFenceError", "SwapFailure",
-    "SwapKind", "SwapRecord", "SwapReport", "Version",
+    "LATENCY_BUCKETS_MS", "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport", "EnsureAction", "EnsureResult",
+    "InputSchema", "LoadFailure", "ModelRef", "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServiceStatus",
+    "StaleFenceError", "SwapFailure", "SwapKind", "SwapRecord", "SwapReport", "Version", "VersionFigures",
+    "WatchReport",
 ]
+
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000, 10000, 30000,
+)
+"""Upper bounds (ms) of the latency histogram buckets replicas keep per version; one more bucket holds the rest."""
 
 
 class _Record(BaseModel):
@@ -116,36 +123,153 @@ class ModelRef(_Record):
 
     version: Version = Field(description="The version id; responses carry it.")
     uri: str = Field(description="Folder or file://, s3://, gs:// URI of the artifact (with its manifest).")
+    manifest_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="The registry's sha256 of the artifact's MANIFEST.json; replicas check the manifest against "
+        "it before the files and refuse a mismatch. None: only the files are checked against the manifest.",
+    )
 
     def __str__(self) -> str:
         return f"{self.version} ({self.uri})"
 
 
 class RequestCounts(_Record):
-    """Requests one version answered and how many of them failed.
+    """Requests one version answered, its model errors, client errors and a latency histogram.
+
+    ``errors`` are the model's own failures (an exception in predict, NaN or inf out of it); a request the
+    client got wrong (missing or mistyped feature, 4xx) is a ``client_error`` and never counts against the model.
+    ``latency_ms`` holds counts per :data:`LATENCY_BUCKETS_MS` bucket (one more for slower), so replicas' figures
+    add up and percentiles come out of the sum.
 
     Example:
         >>> RequestCounts(requests=3, errors=1) + RequestCounts(requests=1, errors=0)
-        RequestCounts(requests=4, errors=1)
+        RequestCounts(requests=4, errors=1, client_errors=0, latency_ms=())
         >>> RequestCounts(requests=0, errors=0).error_rate
         0.0
+        >>> counts = RequestCounts.timed([4.0] * 98 + [120.0, 120.0])
+        >>> counts.p50_ms, counts.p99_ms
+        (5.0, 150.0)
     """
 
-    requests: int = Field(0, ge=0, description="Requests answered (or attempted) by the version.")
-    errors: int = Field(0, ge=0, description="Of those, the ones whose predict raised.")
+    requests: int = Field(0, ge=0, description="Requests the version's model ran on (answered or failed).")
+    errors: int = Field(0, ge=0, description="Of those, the model errors: predict raised, or gave NaN/inf.")
+    client_errors: int = Field(
+        0, ge=0, description="Requests refused before the model ran for the client's mistake (missing feature...)."
+    )
+    latency_ms: tuple[int, ...] = Field(
+        (), description="Predict latency histogram: counts per LATENCY_BUCKETS_MS bucket, plus one for slower."
+    )
+
+    @classmethod
+    def timed(cls, latencies_ms: list[float], errors: int = 0) -> RequestCounts:
+        """Counts of ``len(latencies_ms)`` requests with those latencies (for tests and examples)."""
+        buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        for ms in latencies_ms:
+            buckets[latency_bucket(ms)] += 1
+        return cls(requests=len(latencies_ms), errors=errors, latency_ms=tuple(buckets))
 
     def __add__(self, other: RequestCounts) -> RequestCounts:
-        return RequestCounts(requests=self.requests + other.requests, errors=self.errors + other.errors)
+        return RequestCounts(
+            requests=self.requests + other.requests,
+            errors=self.errors + other.errors,
+            client_errors=self.client_errors + other.client_errors,
+            latency_ms=_merge(self.latency_ms, other.latency_ms, 1),
+        )
 
     def __sub__(self, other: RequestCounts) -> RequestCounts:
         return RequestCounts(
-            requests=max(0, self.requests - other.requests), errors=max(0, self.errors - other.errors)
+            requests=max(0, self.requests - other.requests),
+            errors=max(0, self.errors - other.errors),
+            client_errors=max(0, self.client_errors - other.client_errors),
+            latency_ms=_merge(self.latency_ms, other.latency_ms, -1),
         )
 
     @property
     def error_rate(self) -> float:
         """``errors / requests`` rounded to 4 digits; 0.0 without requests."""
         return round(self.errors / self.requests, 4) if self.requests else 0.0
+
+    def percentile_ms(self, q: float) -> float | None:
+        """The upper bound (ms) of the bucket holding the ``q`` quantile (0-1); None without latencies."""
+        total = sum(self.latency_ms)
+        if not total:
+            return None
+        rank = q * total
+        seen = 0
+        for index, count in enumerate(self.latency_ms):
+            seen += count
+            if seen >= rank and count:
+                bound = LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else 2 * LATENCY_BUCKETS_MS[-1]
+                return float(bound)
+        return float(2 * LATENCY_BUCKETS_MS[-1])
+
+    @property
+    def p50_ms(self) -> float | None:
+        """Median predict latency (bucket upper bound, ms); None without latencies."""
+        return self.percentile_ms(0.5)
+
+    @property
+    def p99_ms(self) -> float | None:
+        """99th percentile predict latency (bucket upper bound, ms); None without latencies."""
+        return self.percentile_ms(0.99)
+
+    def figures(self, version: Version) -> VersionFigures:
+        """These counts as one version's live figures."""
+        return VersionFigures(
+            version=version, requests=self.requests, model_errors=self.errors, client_errors=self.client_errors,
+            error_rate=self.error_rate, p50_ms=self.p50_ms, p99_ms=self.p99_ms,
+        )
+
+
+def latency_bucket(ms: float) -> int:
+    """Index of the :data:`LATENCY_BUCKETS_MS` bucket that ``ms`` falls in.
+
+    Example:
+        >>> latency_bucket(0.4), latency_bucket(1.0), latency_bucket(1.5), latency_bucket(10**6)
+        (0, 0, 1, 24)
+    """
+    return bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
+
+
+def _merge(a: tuple[int, ...], b: tuple[int, ...], sign: int) -> tuple[int, ...]:
+    if not b:
+        return a
+    if not a:
+        return b if sign > 0 else ()
+    return tuple(max(0, x + sign * y) for x, y in zip(a, b, strict=True))
+
+
+class VersionFigures(_Record):
+    """One version's live figures, summed over the live replicas (what the monitoring exports).
+
+    Example:
+        >>> RequestCounts.timed([3.0, 40.0], errors=1).figures(7).p99_ms
+        50.0
+    """
+
+    version: Version = Field(description="The model version.")
+    requests: int = Field(description="Requests its model ran on (canary, shadow and full traffic).")
+    model_errors: int = Field(description="Of those, predict raised or returned NaN/inf.")
+    client_errors: int = Field(description="Requests refused for the client's mistake (not counted as errors).")
+    error_rate: float = Field(description="model_errors / requests (0.0 without requests).")
+    p50_ms: float | None = Field(description="Median predict latency, ms (bucket upper bound); None: no requests.")
+    p99_ms: float | None = Field(description="99th percentile predict latency, ms (bucket bound); None: no requests.")
+
+
+class InputSchema(_Record):
+    """The feature columns a model endpoint needs, and their Arrow types (None: any type).
+
+    A request missing one, or giving one a value of another type, is refused with a 422 naming the column,
+    before any model runs.
+
+    Example:
+        >>> InputSchema(columns={"x": "double", "tag": None}).columns["x"]
+        'double'
+    """
+
+    columns: dict[str, str | None] = Field(
+        description="Feature column -> Arrow type name as pyarrow prints it ('double', 'int64', 'string'), or None."
+    )
 
 
 class LoadFailure(_Record):
@@ -154,6 +278,10 @@ class LoadFailure(_Record):
     generation: int = Field(description="The board generation (swap) the load belonged to.")
     uri: str = Field(description="The artifact it tried to load.")
     reason: str = Field(description="The exception, as 'Type: message'.")
+    attempts: int = Field(1, ge=1, description="Loads of this version tried so far on the replica.")
+    retry_in_s: float | None = Field(
+        None, description="Seconds after this failure that the replica tries again (backoff); None: it will not."
+    )
 
 
 class BoardView(_Record):
@@ -172,6 +300,10 @@ class BoardView(_Record):
     previous: ModelRef | None = Field(None, description="The model served before; kept loaded for rollback.")
     target: ModelRef | None = Field(None, description="The model being loaded beside the active one.")
     canary_percent: float = Field(0.0, description="Share of requests (0-100) the loaded target answers.")
+    shadow_percent: float = Field(
+        0.0,
+        description="Share of requests (0-100) also mirrored to the loaded target; clients get the active's answer.",
+    )
     policy: AccessPolicy = Field(
         default_factory=AccessPolicy, description="The access policy every replica enforces on requests."
     )
@@ -263,6 +395,11 @@ class BoardSnapshot(_Record):
     previous: ModelRef | None = Field(None, description="The model served before.")
     target: ModelRef | None = Field(None, description="The model being loaded (a swap in flight).")
     canary_percent: float = Field(0.0, description="Share of requests the target answers.")
+    shadow_percent: float = Field(0.0, description="Share of requests mirrored to the target.")
+    watching: int | None = Field(
+        None, description="The generation whose post-promotion watch is running (a swap still in progress)."
+    )
+    watch_s_left: float = Field(0.0, description="Seconds left of that watch.")
     live_replicas: list[str] = Field(default_factory=list, description="Ids of the live replicas, sorted.")
     min_applied_epoch: int = Field(-1, description="The lowest applied epoch among live replicas.")
     replicas: dict[str, ReplicaStatus] = Field(default_factory=dict, description="Every replica it knows.")
@@ -292,20 +429,43 @@ class BoardSnapshot(_Record):
 
 
 class CanaryReport(_Record):
-    """What a canary saw: the candidate's requests and errors over the observation window."""
+    """What an observation (canary and/or shadow) saw of the candidate, and the verdict."""
 
     percent: float = Field(description="Share of requests the candidate answered.")
+    shadow_percent: float = Field(0.0, description="Share of requests mirrored to it (answers not returned).")
     observe_s: float = Field(description="The observation window, seconds.")
-    requests: int = Field(description="Requests the candidate answered in the window.")
-    errors: int = Field(description="Of those, the failed ones.")
+    requests: int = Field(description="Requests the candidate's model ran on in the window (canary and shadow).")
+    errors: int = Field(description="Of those, model errors (exceptions, NaN/inf); client 4xx are not counted.")
     error_rate: float = Field(description="errors / requests (0.0 without requests).")
     max_error_rate: float = Field(description="The rollout's limit; above it the canary is rolled back.")
+    p99_ms: float | None = Field(None, description="The candidate's p99 predict latency in the window, ms.")
+    max_p99_ms: float | None = Field(None, description="The rollout's latency limit; None: none.")
+    min_requests: int = Field(0, description="Requests the rollout needs before the candidate can pass.")
+    passed: bool = Field(True, description="Whether the candidate passed.")
+    reason: str | None = Field(None, description="Why it failed; None when it passed.")
+
+
+class WatchReport(_Record):
+    """What the post-promotion watch saw of the new version's live figures, and whether it rolled back."""
+
+    watch_s: float = Field(description="How long the watch ran, seconds.")
+    requests: int = Field(description="Requests the new version's model ran on during the watch.")
+    errors: int = Field(description="Of those, model errors.")
+    error_rate: float = Field(description="errors / requests.")
+    p99_ms: float | None = Field(None, description="p99 predict latency during the watch, ms.")
+    max_error_rate: float = Field(description="The rollout's error-rate limit.")
+    max_p99_ms: float | None = Field(None, description="The rollout's p99 limit (ms); None: none.")
+    rolled_back: bool = Field(False, description="Whether it breached a limit and rolled back.")
+    reason: str | None = Field(None, description="The breach; None when the version held.")
 
 
 class SwapReport(_Record):
     """What one swap or rollback did, timed on the board's clock."""
 
-    version: Version = Field(description="The version now serving (or that was refused, on a SwapError).")
+    version: Version = Field(
+        description="The version serving when the call ended: the new one, or after a rollback (a failed canary, "
+        "a failed ack, the live watch) the one rolled back to. The registry's champion follows this."
+    )
     previous: Version | None = Field(description="The version that served before.")
     load_s: float = Field(description="Seconds from the request until every live replica had it loaded.")
     flip_s: float = Field(
@@ -315,7 +475,12 @@ class SwapReport(_Record):
     total_s: float = Field(description="Wall-clock seconds of the whole call.")
     replicas: int = Field(description="Live replicas that took part.")
     canary: CanaryReport | None = Field(None, description="The canary's numbers; None without a canary.")
-    rolled_back: bool = Field(False, description="True for a rollback, or a canary that was rolled back.")
+    rolled_back: bool = Field(
+        False, description="True for a rollback, or a swap whose candidate was withdrawn or rolled back."
+    )
+    candidate: Version | None = Field(None, description="The version the swap tried to bring in.")
+    reason: str | None = Field(None, description="Why the candidate was withdrawn or rolled back; None otherwise.")
+    watch: WatchReport | None = Field(None, description="The post-promotion watch; None without one.")
 
 
 class ServiceStatus(_Record):

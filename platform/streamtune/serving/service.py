@@ -43,10 +43,12 @@ from streamtune.serving.records import (
     BoardSnapshot,
     EnsureAction,
     EnsureResult,
+    InputSchema,
     ModelRef,
     ServiceStatus,
     SwapReport,
     Version,
+    VersionFigures,
 )
 from streamtune.serving.swaps import BoardClient, refused, run_swap
 
@@ -74,6 +76,8 @@ class ModelService:
             refuses them (:class:`StaleFenceError`). May be changed later through the ``fence`` attribute.
         policy: The access policy to keep the board on; deploy, ensure and set_policy replace it, and a board
             made again starts with it. None (the default) leaves the board's policy alone.
+        input_schema: The feature columns (and types) every request must carry; a missing or mistyped one gets a
+            422 naming it. None: only the predictor's own ``features`` attribute, if any, is checked.
 
     Example:
         >>> svc = ModelService("sales", ServeSpec(app="sales"), "jobs.gbdt:Job", "/artifacts/code/5e.zip", 8000)
@@ -92,8 +96,10 @@ class ModelService:
         *,
         fence: int = 0,
         policy: AccessPolicy | None = None,
+        input_schema: InputSchema | None = None,
     ) -> None:
         self.app = app
+        self.input_schema = input_schema
         self.spec = serve_spec
         self.entrypoint = entrypoint
         self.code_uri = code_uri
@@ -156,9 +162,10 @@ class ModelService:
         client, _ = self._board_with_policy(create=True)
         generation = self._start_desired(client, desired)
         options = self._deployment_options()
-        fingerprint = hashlib.sha256(
-            json.dumps([self.entrypoint, options], sort_keys=True, default=str).encode()
-        ).hexdigest()
+        identity: list[Any] = [self.entrypoint, options]
+        if self.input_schema is not None:  # unset leaves the fingerprint of earlier deploys as it was
+            identity.append(self.input_schema.model_dump())
+        fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
         rerun = not self._deployed_as(client, fingerprint)
         if rerun:
             client.claim()
@@ -196,7 +203,9 @@ class ModelService:
 
     def _run_app(self, options: dict[str, Any], fingerprint: str) -> None:
         server: Any = ModelServer  # Serve's decorator adds .options, which mypy cannot see
-        app = server.options(**options).bind(self.app, self.entrypoint, self.board_name, fingerprint=fingerprint)
+        app = server.options(**options).bind(
+            self.app, self.entrypoint, self.board_name, fingerprint=fingerprint, input_schema=self.input_schema
+        )
         try:
             serve.run(app, name=self.app, route_prefix=f"/{self.app}")
         except Exception as exc:
@@ -216,6 +225,8 @@ class ModelService:
                 "runtime_env": runtime_env,
             },
         }
+        if self.spec.replica_memory_mb is not None:  # the models it holds (up to three): Ray reserves it
+            options["ray_actor_options"]["memory"] = self.spec.replica_memory_mb * 1024 * 1024
         if self.spec.max_replicas_per_node is not None:  # unset leaves the options (and their fingerprint) as before
             options["max_replicas_per_node"] = self.spec.max_replicas_per_node
         return options
@@ -295,13 +306,18 @@ class ModelService:
         if snap.active == desired:
             return self._result(action, desired, f"{found}; serving version {desired.version}")
         client = self._client()
-        if snap.target is not None:
+        if snap.target is not None or snap.watching is not None:
+            moving = snap.target.version if snap.target is not None else _version(snap.active)
             if self.fence <= snap.fence:
-                detail = f"{found}; swap to version {snap.target.version} in flight, left alone"
+                what = "in flight" if snap.target is not None else "under its post-promotion watch"
+                detail = f"{found}; swap to version {moving} {what}, left alone"
                 return self._result("policy" if action == "policy" else "busy", desired, detail)
             # Started by a writer with an older fence, which can no longer promote or abort it: take over.
-            client.abort(snap.generation, f"taken over by fence {self.fence}")
-            found += f"; dropped the swap to version {snap.target.version} left by fence {snap.fence}"
+            if snap.target is not None:
+                client.abort(snap.generation, f"taken over by fence {self.fence}")
+            else:
+                client.set_watch(snap.generation, 0)
+            found += f"; dropped the swap to version {moving} left by fence {snap.fence}"
         report = run_swap(client, desired, kind="ensure", rollout=None, timeout_s=timeout_s)
         return self._result("swapped", desired, f"{found}; swapped to version {desired.version}", report)
 
@@ -374,33 +390,41 @@ class ModelService:
         self,
         version: Version,
         artifact_uri: str,
-        timeout_s: float = 120,
+        timeout_s: float | None = None,
         *,
         rollout: RolloutSpec | None = None,
+        manifest_sha256: str | None = None,
     ) -> SwapReport:
         """Load ``version`` on every replica beside the serving model, then flip them all to it.
 
-        With ``rollout.canary_percent > 0`` (and a version already serving) the candidate first answers that
-        share of requests for ``rollout.observe`` seconds; if its error rate exceeds
-        ``rollout.max_error_rate`` the canary is withdrawn and SwapError raised.
+        With ``rollout.canary_percent`` or ``rollout.shadow_percent`` > 0 (and a version already serving) the
+        candidate first answers (canary) or is mirrored (shadow) that share of requests for ``rollout.observe``
+        seconds; with fewer than ``rollout.min_requests`` requests, a model error rate above
+        ``rollout.max_error_rate`` or a p99 above ``rollout.max_p99_ms`` it is withdrawn and SwapError raised.
+        After the flip, ``rollout.watch`` seconds of live figures are judged the same way; a breach (or replicas
+        that do not acknowledge the flip within ``rollout.ack_timeout``) flips back to the previous version.
 
         Args:
             version: The new version's id; responses carry it.
             artifact_uri: Folder (or ``file://``, ``s3://``, ``gs://`` URI) with the model and its manifest.
-            timeout_s: Limit for loading and flipping.
+            timeout_s: Limit for loading (default ``rollout.load_timeout``); the observation, each ack and the
+                post-promotion watch have their own limits in the rollout.
             rollout: Overrides ``serve_spec.rollout`` for this swap.
+            manifest_sha256: The registry's sha256 of the artifact's MANIFEST.json; each replica checks the
+                manifest against it before the files and refuses the version on a mismatch.
 
         Raises:
-            SwapError: a replica could not load it (reason included), the canary failed (the error's
-                ``report`` attribute holds the numbers), or the timeout passed. The old version keeps
-                serving in each case. StaleFenceError (a SwapError): a newer writer owns the board.
+            SwapError: a replica could not load it (reason included), the canary failed or the swap was rolled
+                back after the flip (the error's ``report`` attribute holds the numbers; its ``version`` is what
+                serves), or a deadline passed. The old version keeps serving in each case.
+                StaleFenceError (a SwapError): a newer writer owns the board.
 
         Example:
             >>> report = svc.swap(2, "/artifacts/sales/2")  # doctest: +SKIP
             >>> report.version, report.previous              # doctest: +SKIP
             (2, 1)
         """
-        model = ModelRef(version=version, uri=str(artifact_uri))
+        model = ModelRef(version=version, uri=str(artifact_uri), manifest_sha256=manifest_sha256)
         client = self._client(required=True)
         return run_swap(client, model, kind="swap", rollout=rollout or self.spec.rollout, timeout_s=timeout_s)
 
@@ -426,6 +450,20 @@ class ModelService:
         return run_swap(client, previous, kind="rollback", rollout=None, timeout_s=timeout_s)
 
     # ----- status / predict ---------------------------------------------------------------------------
+
+    def figures(self) -> dict[Version, VersionFigures]:
+        """Each version's live figures (requests, model errors, p50, p99) summed over the live replicas.
+
+        Replicas count from their start and send their figures with every heartbeat (about once a second).
+
+        Example:
+            >>> svc.figures()[2].p99_ms  # doctest: +SKIP
+            7.0
+        """
+        snap = self._snapshot() if ray.is_initialized() else None
+        if snap is None:
+            return {}
+        return {version: counts.figures(version) for version, counts in snap.counters.items()}
 
     def status(self) -> ServiceStatus:
         """The app's Serve status and the board's snapshot (None without a board).

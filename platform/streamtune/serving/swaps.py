@@ -30,6 +30,7 @@ from streamtune.serving.records import (
     SwapRecord,
     SwapReport,
     Version,
+    WatchReport,
 )
 
 _POLL_S = 0.01
@@ -61,9 +62,13 @@ class BoardClient:
         """Start a swap to ``model``; returns its generation."""
         return self._get(self.handle.set_target.remote(model, auto_flip, kind, fence=self.fence))
 
-    def set_canary(self, generation: int, percent: float) -> int:
-        """Send ``percent`` % of requests to the loaded target; returns the epoch."""
-        return self._get(self.handle.set_canary.remote(generation, percent, fence=self.fence))
+    def set_canary(self, generation: int, percent: float, shadow_percent: float = 0.0) -> int:
+        """Send ``percent`` % of requests to the loaded target and mirror ``shadow_percent`` %; returns the epoch."""
+        return self._get(self.handle.set_canary.remote(generation, percent, shadow_percent, fence=self.fence))
+
+    def set_watch(self, generation: int, seconds: float) -> None:
+        """Mark the flipped swap as under its post-promotion watch for ``seconds`` (0 ends it)."""
+        self._get(self.handle.set_watch.remote(generation, seconds, fence=self.fence))
 
     def promote(self, generation: int) -> int:
         """Flip to the canary's target; returns the flip epoch."""
@@ -103,42 +108,77 @@ def run_swap(
     *,
     kind: SwapKind,
     rollout: RolloutSpec | None,
-    timeout_s: float = 120,
+    timeout_s: float | None = None,
 ) -> SwapReport:
-    """Swap ``model`` in: every live replica loads it, then all flip at once; a canary first if asked.
+    """Swap ``model`` in: every live replica loads it, then all flip at once; an observation first if asked.
 
-    A canary runs only with ``rollout.canary_percent > 0`` and a version already active.
+    Each phase has its own deadline: loading ``timeout_s`` (default ``rollout.load_timeout``), the observation
+    (canary and shadow) ``rollout.observe``, each ack ``rollout.ack_timeout``, then the post-promotion watch
+    ``rollout.watch``. An observation runs only with ``canary_percent`` or ``shadow_percent`` > 0 and a version
+    already active. Once the flip happened, a failure (ack timeout, a breach seen by the watch) flips back to
+    the previous version, which every replica still holds.
+
+    Returns:
+        The report of a swap whose version now serves.
 
     Raises:
-        SwapError: a replica could not load it, the canary failed (``err.report`` holds the numbers), the
-            swap was superseded or timed out. The old version keeps serving in each case.
+        SwapError: a replica could not load it, the observation failed, the swap was superseded or timed out, or
+            it was rolled back after the flip. ``err.report`` (when set) is a SwapReport whose ``version`` is
+            what serves now and ``rolled_back`` True; the old version serves in each case.
         StaleFenceError: the board has seen a newer writer.
     """
     started = time.monotonic()
-    canary = rollout is not None and rollout.canary_percent > 0 and client.snapshot().active is not None
-    generation = client.set_target(model, auto_flip=not canary, kind=kind)
-    deadline = started + timeout_s
-    _wait(client, generation, "loaded", deadline, timeout_s)
+    phases = rollout or RolloutSpec()
+    load_timeout = phases.load_timeout if timeout_s is None else timeout_s
+    active = client.snapshot().active
+    trial = (
+        rollout is not None and (rollout.canary_percent > 0 or rollout.shadow_percent > 0) and active is not None
+    )
+    generation = client.set_target(model, auto_flip=not trial, kind=kind)
+    record = _wait(client, generation, "loaded", time.monotonic() + load_timeout, load_timeout, "load")
     canary_report = None
-    if canary:
+    if trial:
         assert rollout is not None
-        canary_report = _canary(client, generation, rollout, deadline, started)
+        canary_report = _canary(client, generation, rollout, started)
         client.promote(generation)
-    record = _wait(client, generation, "acked", deadline, timeout_s)
-    return _report(record, started, canary_report, rolled_back=kind == "rollback")
+    try:
+        record = _wait(client, generation, "acked", time.monotonic() + phases.ack_timeout, phases.ack_timeout, "ack")
+    except StaleFenceError:
+        raise
+    except SwapError as exc:
+        if record.flipped_at is None and (now := client.record(generation)) is not None and now.flipped_at is None:
+            raise
+        raise _rolled_back(client, record, started, canary_report, f"the flip failed: {exc.headline}") from None
+    report = _report(record, started, canary_report, rolled_back=kind == "rollback")
+    if rollout is not None and rollout.watch > 0 and record.previous is not None and kind != "rollback":
+        watch = _watch(client, record, rollout)
+        if watch.rolled_back:
+            assert watch.reason is not None
+            raise _rolled_back(client, record, started, canary_report, watch.reason, watch)
+        report = _report(record, started, canary_report, rolled_back=False, watch=watch)
+    return report
 
 
 def wait_swap(client: BoardClient, generation: int, timeout_s: float) -> SwapRecord:
     """Wait until swap ``generation`` is loaded, flipped and acknowledged; SwapError if it fails."""
     deadline = time.monotonic() + timeout_s
-    _wait(client, generation, "loaded", deadline, timeout_s)
-    return _wait(client, generation, "acked", deadline, timeout_s)
+    _wait(client, generation, "loaded", deadline, timeout_s, "load")
+    return _wait(client, generation, "acked", deadline, timeout_s, "ack")
 
 
 def _wait(
-    client: BoardClient, generation: int, stage: Literal["loaded", "acked"], deadline: float, timeout_s: float
+    client: BoardClient,
+    generation: int,
+    stage: Literal["loaded", "acked"],
+    deadline: float,
+    timeout_s: float,
+    phase: str,
 ) -> SwapRecord:
-    """Poll the swap's record until ``stage`` is reached; raise SwapError on failure, abort or timeout."""
+    """Poll the swap's record until ``stage`` is reached; raise SwapError on failure, abort or timeout.
+
+    A load that times out is aborted; if the board flipped meanwhile (the last replica loaded in time after
+    all), the record is returned as loaded.
+    """
     while True:
         record = client.record(generation)
         if record is None:
@@ -150,34 +190,41 @@ def _wait(
         if time.monotonic() > deadline:
             if stage == "loaded":
                 client.abort(generation, "timed out")
+                after = client.record(generation)
+                if after is not None and after.loaded_at is not None and after.aborted is None:
+                    return after
             raise SwapError(
-                f"Swap of app {client.app} to version {record.version} timed out after {timeout_s:.0f}s "
-                f"waiting for every replica to {'load' if stage == 'loaded' else 'acknowledge'} it",
-                fix=f"check the replicas in ModelService.status(); raise timeout_s above {timeout_s:.0f}",
+                f"Swap of app {client.app} to version {record.version} timed out after {timeout_s:g}s "
+                f"waiting for every replica to {'load' if stage == 'loaded' else 'acknowledge'} it "
+                f"(rollout.{phase}_timeout is {timeout_s:g}s)",
+                fix=f"check the replicas in ModelService.status(); raise rollout.{phase}_timeout above {timeout_s:g}s",
             )
         time.sleep(_POLL_S)
 
 
-def _canary(
-    client: BoardClient, generation: int, rollout: RolloutSpec, deadline: float, started: float
-) -> CanaryReport:
-    """Send the canary share to the candidate, watch it, and withdraw it if it errs too often."""
+def _canary(client: BoardClient, generation: int, rollout: RolloutSpec, started: float) -> CanaryReport:
+    """Send the canary share to the candidate and mirror the shadow share; withdraw it unless it passes."""
     record = client.record(generation)
     assert record is not None
-    _wait_applied(client, client.set_canary(generation, rollout.canary_percent), deadline)
-    report = _observe(client, record.version, rollout)
-    if report.error_rate <= rollout.max_error_rate:
+    before = _counts(client, record.version)
+    epoch = client.set_canary(generation, rollout.canary_percent, rollout.shadow_percent)
+    _wait_applied(client, epoch, time.monotonic() + rollout.ack_timeout)
+    report = _observe(client, record.version, rollout, before)
+    if report.passed:
         return report
-    _wait_applied(client, client.abort(generation, "canary failed"), deadline)
+    _wait_applied(client, client.abort(generation, "canary failed"), time.monotonic() + rollout.ack_timeout)
+    what = "Canary" if rollout.canary_percent > 0 else "Shadow observation"
     err = SwapError(
-        f"Canary of version {record.version} on app {client.app} failed: error rate "
-        f"{report.error_rate:.1%} over {report.requests} requests exceeds rollout.max_error_rate "
-        f"{rollout.max_error_rate:.1%}; version {record.previous} keeps serving",
-        fix="check the candidate's predict on live rows; its errors are in the replica logs",
+        f"{what} of version {record.version} on app {client.app} failed: {report.reason}; "
+        f"version {record.previous} keeps serving",
+        fix="check the candidate's predict on live rows (its errors are in the replica logs), or the rollout's "
+        "limits (serve.rollout: min_requests, max_error_rate, max_p99_ms)",
     )
-    # SwapError has no report field; the canary's numbers ride along as an attribute.
+    # SwapError has no report field; the numbers ride along as an attribute.
     final = client.record(generation) or record
-    err.report = _report(final, started, report, rolled_back=True)  # type: ignore[attr-defined]
+    err.report = _report(  # type: ignore[attr-defined]
+        final, started, report, rolled_back=True, serving=record.previous, reason=report.reason
+    )
     raise err
 
 
@@ -188,34 +235,142 @@ def _wait_applied(client: BoardClient, epoch: int, deadline: float) -> None:
         time.sleep(_POLL_S)
 
 
-def _observe(client: BoardClient, version: Version, rollout: RolloutSpec) -> CanaryReport:
-    """Watch the candidate's request and error counts for ``rollout.observe`` seconds."""
-    before = _counts(client, version)
+def _breach(seen: RequestCounts, rollout: RolloutSpec) -> str | None:
+    """Which limit ``seen`` is past, once it has at least ``rollout.min_requests`` requests; None if none.
+
+    Example:
+        >>> _breach(RequestCounts.timed([5.0] * 20, errors=2), RolloutSpec(max_error_rate=0.05))
+        'model error rate 10.0% over 20 requests exceeds rollout.max_error_rate 5.0%'
+        >>> _breach(RequestCounts.timed([400.0] * 20), RolloutSpec(max_p99_ms=100)) is not None
+        True
+    """
+    if seen.requests < max(1, rollout.min_requests):
+        return None
+    if seen.error_rate > rollout.max_error_rate:
+        return (
+            f"model error rate {seen.error_rate:.1%} over {seen.requests} requests exceeds "
+            f"rollout.max_error_rate {rollout.max_error_rate:.1%}"
+        )
+    p99 = seen.p99_ms
+    if rollout.max_p99_ms is not None and p99 is not None and p99 > rollout.max_p99_ms:
+        return f"p99 latency {p99:g} ms over {seen.requests} requests exceeds rollout.max_p99_ms {rollout.max_p99_ms:g}"
+    return None
+
+
+def _observe(
+    client: BoardClient, version: Version, rollout: RolloutSpec, before: RequestCounts
+) -> CanaryReport:
+    """Watch the candidate's figures (canary and shadow requests) for ``rollout.observe`` seconds and judge."""
     observe_until = time.monotonic() + rollout.observe
     while True:
         seen = _counts(client, version) - before
-        # Stop early once enough requests show the rate is over the limit: every extra second hurts users.
-        if (seen.error_rate > rollout.max_error_rate and seen.requests >= 10) or time.monotonic() >= observe_until:
+        breach = _breach(seen, rollout)
+        # Stop early once enough requests show a limit is passed: every extra second hurts users.
+        if breach is not None or time.monotonic() >= observe_until:
             break
         time.sleep(0.1)
+    if breach is None and seen.requests < rollout.min_requests:
+        breach = (
+            f"only {seen.requests} requests during the canary; rollout.min_requests is {rollout.min_requests}"
+        )
     return CanaryReport(
         percent=rollout.canary_percent,
+        shadow_percent=rollout.shadow_percent,
         observe_s=rollout.observe,
         requests=seen.requests,
         errors=seen.errors,
         error_rate=seen.error_rate,
         max_error_rate=rollout.max_error_rate,
+        p99_ms=seen.p99_ms,
+        max_p99_ms=rollout.max_p99_ms,
+        min_requests=rollout.min_requests,
+        passed=breach is None,
+        reason=breach,
     )
+
+
+def _watch(client: BoardClient, record: SwapRecord, rollout: RolloutSpec) -> WatchReport:
+    """Watch the new version's live figures for ``rollout.watch`` seconds; stop at the first breach."""
+    client.set_watch(record.generation, rollout.watch + 2 * rollout.ack_timeout)
+    started = time.monotonic()
+    before = _counts(client, record.version)
+    breach = None
+    try:
+        while time.monotonic() - started < rollout.watch:
+            time.sleep(0.2)
+            seen = _counts(client, record.version) - before
+            breach = _breach(seen, rollout)
+            if breach is not None:
+                break
+        seen = _counts(client, record.version) - before
+    finally:
+        if breach is None:
+            client.set_watch(record.generation, 0)
+    return WatchReport(
+        watch_s=round(time.monotonic() - started, 3),
+        requests=seen.requests,
+        errors=seen.errors,
+        error_rate=seen.error_rate,
+        p99_ms=seen.p99_ms,
+        max_error_rate=rollout.max_error_rate,
+        max_p99_ms=rollout.max_p99_ms,
+        rolled_back=breach is not None,
+        reason=None if breach is None else f"live watch after promotion: {breach}",
+    )
+
+
+def _rolled_back(
+    client: BoardClient,
+    record: SwapRecord,
+    started: float,
+    canary: CanaryReport | None,
+    reason: str,
+    watch: WatchReport | None = None,
+) -> SwapError:
+    """Flip back to the version that served before ``record``'s swap; the SwapError that says what serves now."""
+    snap = client.snapshot()
+    back = snap.previous if snap.previous is not None and snap.previous.version == record.previous else None
+    detail = ""
+    if back is not None:
+        try:
+            run_swap(client, back, kind="rollback", rollout=None, timeout_s=RolloutSpec().ack_timeout)
+        except SwapError as exc:
+            detail = f"; the rollback to version {back.version} failed too ({exc.headline})"
+    else:
+        detail = f"; version {record.previous} is no longer held, so nothing was rolled back"
+    client.set_watch(record.generation, 0)
+    serving = client.snapshot().active
+    now = serving.version if serving is not None else None
+    err = SwapError(
+        f"Swap of app {client.app} to version {record.version} was rolled back after the flip: {reason}{detail}; "
+        f"version {now} serves",
+        fix="the registry keeps the champion that serves; look at the candidate's figures (ServeHub.figures) "
+        "and the replica logs",
+    )
+    err.report = _report(  # type: ignore[attr-defined]
+        record, started, canary, rolled_back=True, serving=now, reason=reason, watch=watch
+    )
+    return err
 
 
 def _counts(client: BoardClient, version: Version) -> RequestCounts:
     return client.snapshot().counters.get(version, RequestCounts())
 
 
-def _report(record: SwapRecord, started: float, canary: CanaryReport | None, rolled_back: bool) -> SwapReport:
+def _report(
+    record: SwapRecord,
+    started: float,
+    canary: CanaryReport | None,
+    rolled_back: bool,
+    *,
+    serving: Version | None = None,
+    reason: str | None = None,
+    watch: WatchReport | None = None,
+) -> SwapReport:
+    """The swap's report; ``serving`` (default: the swapped-in version) is what serves when the call ends."""
     loaded_at, flipped_at, acked_at = record.loaded_at, record.flipped_at, record.acked_at
     return SwapReport(
-        version=record.version,
+        version=record.version if serving is None else serving,
         previous=record.previous,
         load_s=round(loaded_at - record.started, 4) if loaded_at else 0.0,
         flip_s=round(acked_at - flipped_at, 4) if acked_at and flipped_at else 0.0,
@@ -223,6 +378,9 @@ def _report(record: SwapRecord, started: float, canary: CanaryReport | None, rol
         replicas=record.replicas,
         canary=canary,
         rolled_back=rolled_back,
+        candidate=record.version,
+        reason=reason,
+        watch=watch,
     )
 
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from streamtune.errors import StreamtuneError, SweepError
+from streamtune.validation.data_gate import DataGateFailed, DataGateReport
 
 ERROR = "error.json"
 
@@ -43,6 +44,9 @@ class JobFailure(BaseModel):
     traceback: str = Field(description="The formatted traceback.")
     submission_id: str | None = Field(None, description="The Ray Job (attempt) that failed; None if unknown.")
     retryable: bool = Field(True, description="False when another attempt would fail the same way for certain.")
+    data_gate: DataGateReport | None = Field(
+        None, description="The data gate's report, when the snapshot failed it (no trial was started)."
+    )
 
     @property
     def headline(self) -> str:
@@ -68,7 +72,9 @@ class JobFailure(BaseModel):
         """
         return cls(type=type(exc).__name__, message=str(exc),
                    traceback="".join(tb.format_exception(type(exc), exc, exc.__traceback__)),
-                   submission_id=submission_id, retryable=not isinstance(exc, InfeasibleResources))
+                   submission_id=submission_id,
+                   retryable=not isinstance(exc, InfeasibleResources | DataGateFailed),
+                   data_gate=exc.report if isinstance(exc, DataGateFailed) else None)
 
 
 def error_uri(out_uri: str) -> str:

@@ -15,7 +15,7 @@ from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.errors import SweepError
 from streamtune.job import TrainContext, load_job_class
-from streamtune.registry.manifest import MANIFEST, write_manifest
+from streamtune.registry.manifest import MANIFEST, manifest_digest, write_manifest
 from streamtune.sweeps.schema import TrialSummary
 from streamtune.sweeps.space import make_scheduler, make_searcher, to_tune_space
 
@@ -130,6 +130,7 @@ def _summary(trial: Any, out_uri: str) -> TrialSummary:
     uri = trial_uri(out_uri, trial.trial_id)
     store = ArtifactStore(uri)
     artifact = uri if store.exists(f"{uri}/{MANIFEST}") else None
+    digest = manifest_digest(store.get_bytes(f"{uri}/{MANIFEST}")) if artifact else None
     error_file = getattr(trial, "error_file", None)
     error = None
     if error_file:
@@ -138,7 +139,8 @@ def _summary(trial: Any, out_uri: str) -> TrialSummary:
         error = f"{error_headline(text)} (trial {trial.trial_id} on node {node or 'unknown'}; see {error_file})"
     return TrialSummary(
         trial_id=trial.trial_id, params=dict(trial.config or {}), metrics=metrics,
-        iterations=int(metrics.get("training_iteration", 0)), artifact_uri=artifact, error=error,
+        iterations=int(metrics.get("training_iteration", 0)), artifact_uri=artifact, manifest_sha256=digest,
+        error=error,
         node_id=str(node) if node else None,
     )
 

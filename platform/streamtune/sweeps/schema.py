@@ -6,12 +6,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streamtune.validation.data_gate import DataGateReport
+from streamtune.validation.smoke import SmokeReport
+
 
 class ChampionRef(BaseModel):
     """The model currently serving, scored on the challenger's holdout."""
 
     version: int = Field(description="Registry version of the champion.")
     artifact_uri: str = Field(description="Where the champion's files are.")
+    manifest_sha256: str | None = Field(
+        None, description="The registry's sha256 of the champion's MANIFEST.json; scoring checks it first."
+    )
 
 
 class SweepRequest(BaseModel):
@@ -31,6 +37,10 @@ class SweepRequest(BaseModel):
     )
     event_ids: list[str] = Field(default_factory=list, description="Events of the window, for lineage.")
     champion: ChampionRef | None = Field(None, description="Current champion, if any.")
+    claimed_rows: int | None = Field(
+        None, ge=0, description="Rows the window's events claimed (sum of their num_rows); the data gate checks it "
+        "against the rows read. None: not checked."
+    )
     out_uri: str = Field(description="Artifact-store URI of the run's folder: trial models, Tune state, result.json.")
 
 
@@ -42,6 +52,10 @@ class TrialSummary(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict, description="Last reported metrics.")
     iterations: int = Field(0, description="Report steps the trial made before it ended or was pruned.")
     artifact_uri: str | None = Field(None, description="Saved model, if the trial finished.")
+    manifest_sha256: str | None = Field(
+        None, description="sha256 of the saved model's MANIFEST.json as the sweep read it; the winner is scored "
+        "against it, and the controller registers it only if the stored manifest still has it.",
+    )
     error: str | None = Field(None, description="Why the trial failed, if it did.")
     node_id: str | None = Field(
         None, description="Ray node the trial ran on: as of its last report, else the node its error names "
@@ -58,6 +72,19 @@ class HoldoutScores(BaseModel):
     champion_version: int | None = Field(None, description="Which champion was scored.")
     rows: int = Field(description="Holdout rows.")
     error: str | None = Field(None, description="Why scoring failed, if it did.")
+    champion_error: str | None = Field(
+        None, description="Why the champion could not be scored on this holdout (missing column, deleted or "
+        "tampered artifact, load error); the gate rejects the challenger then, unless on_champion_error: promote."
+    )
+    scores_uri: str | None = Field(
+        None, description="holdout_scores.parquet beside result.json: label, both models' predictions and per-row "
+        "metric terms, slice columns (streamtune.validation.holdout)."
+    )
+    predict_ms_p50: float | None = Field(None, description="Challenger's median one-row predict latency, in ms.")
+    predict_ms_p99: float | None = Field(None, description="Challenger's p99 one-row predict latency, in ms.")
+    predict_batch_ms: float | None = Field(None, description="Challenger's predict over the whole holdout, in ms.")
+    latency_rows: int | None = Field(None, description="Holdout rows predicted one at a time for the latencies.")
+    artifact_bytes: int | None = Field(None, description="Size of the challenger's artifact folder, in bytes.")
 
 
 class SweepResult(BaseModel):
@@ -69,3 +96,7 @@ class SweepResult(BaseModel):
     holdout: HoldoutScores = Field(description="Gate evidence.")
     snapshot: dict[str, Any] = Field(description="fingerprint, num_rows, uris of the snapshot.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per step.")
+    data_gate: DataGateReport | None = Field(None, description="The data gate's report on the snapshot (passed).")
+    smoke: SmokeReport | None = Field(
+        None, description="The winner loaded as serving loads it and run on a holdout sample; failed fails the gate."
+    )

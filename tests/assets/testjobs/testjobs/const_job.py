@@ -5,6 +5,9 @@ Artifact files:
     load_sleep_s.txt (optional): seconds ``load`` sleeps, to show serving goes on meanwhile.
     fail_load.txt (optional): ``load`` raises with this text.
     fail_predict.txt (optional): ``predict`` raises with this text.
+    predict_sleep_s.txt (optional): seconds each ``predict`` sleeps (a slow model).
+    slow_after_s.txt (optional): ``predict`` sleeps only once this many seconds passed since ``load``.
+    features.json (optional): columns ``predict`` reads (``batch.select``), so a missing one raises KeyError.
 
 Example:
     >>> import tempfile
@@ -33,6 +36,9 @@ def write_artifact(
     load_sleep_s: float = 0.0,
     fail_load: str | None = None,
     fail_predict: str | None = None,
+    predict_sleep_s: float = 0.0,
+    slow_after_s: float = 0.0,
+    features: list[str] | None = None,
 ) -> None:
     """Write a ConstJob model into ``folder`` (no manifest; add one with ``write_manifest``)."""
     root = Path(folder)
@@ -44,18 +50,39 @@ def write_artifact(
         (root / "fail_load.txt").write_text(fail_load)
     if fail_predict:
         (root / "fail_predict.txt").write_text(fail_predict)
+    if predict_sleep_s:
+        (root / "predict_sleep_s.txt").write_text(str(predict_sleep_s))
+    if slow_after_s:
+        (root / "slow_after_s.txt").write_text(str(slow_after_s))
+    if features is not None:
+        (root / "features.json").write_text(json.dumps(features))
 
 
 class ConstPredictor(Predictor):
     """Answers ``value`` for every row, or raises ``fail`` when set."""
 
-    def __init__(self, value: Any, fail: str | None = None) -> None:
+    def __init__(
+        self,
+        value: Any,
+        fail: str | None = None,
+        *,
+        sleep_s: float = 0.0,
+        slow_from: float = 0.0,
+        columns: list[str] | None = None,
+    ) -> None:
         self.value = value
         self.fail = fail
+        self.sleep_s = sleep_s
+        self.slow_from = slow_from  # time.monotonic() after which predict sleeps
+        self.columns = columns
 
     def predict(self, batch: pa.Table) -> list[Any]:
+        if self.columns is not None:
+            batch.select(self.columns)  # KeyError naming a missing column, as a real model's would
         if self.fail:
             raise RuntimeError(self.fail)
+        if self.sleep_s and time.monotonic() >= self.slow_from:
+            time.sleep(self.sleep_s)
         return [self.value] * batch.num_rows
 
 
@@ -76,4 +103,16 @@ class ConstJob(Job):
             raise RuntimeError(fail.read_text())
         fail_predict = root / "fail_predict.txt"
         value = json.loads((root / "value.json").read_text())
-        return ConstPredictor(value, fail_predict.read_text() if fail_predict.is_file() else None)
+
+        def option(name: str) -> float:
+            path = root / name
+            return float(path.read_text()) if path.is_file() else 0.0
+
+        features = root / "features.json"
+        return ConstPredictor(
+            value,
+            fail_predict.read_text() if fail_predict.is_file() else None,
+            sleep_s=option("predict_sleep_s.txt"),
+            slow_from=time.monotonic() + option("slow_after_s.txt"),
+            columns=json.loads(features.read_text()) if features.is_file() else None,
+        )
