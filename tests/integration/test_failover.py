@@ -60,6 +60,7 @@ class Cluster:
             "STREAMTUNE_LEASE_TTL": str(LEASE_TTL), "STREAMTUNE_POLL_INTERVAL": "0.2",
             "STREAMTUNE_CONSUMER_GROUP": f"g-{self.topic}", "STREAMTUNE_DEAD_LETTER_TOPIC": f"{self.topic}.dlq",
             "STREAMTUNE_REGISTRY_URL": self.settings.registry_url,
+            "STREAMTUNE_SUBMIT_CHECKS": "false",  # these controllers have no Ray: the spec is paused, ingest only
         }
         self.env.pop("STREAMTUNE_KILL_AT", None)
         self.client = Client(self.settings)

@@ -6,6 +6,7 @@ traffic.
 """
 
 import pathlib
+import time
 import uuid
 
 import pytest
@@ -94,3 +95,34 @@ def test_commands_from_the_sdk_are_carried_out_and_recorded(kafka_bootstrap, ray
     from ray import serve
 
     serve.delete("sdkapp")  # the session's 2 CPUs are shared: its replicas would starve later tests' trials
+
+
+def test_a_manual_spec_waits_for_an_approval_that_names_who_gave_it(kafka_bootstrap, ray_services, tmp_path):
+    settings = Settings(home=tmp_path, kafka_bootstrap=kafka_bootstrap, dashboard_port=ray_services.dashboard_port,
+                        serve_port=ray_services.serve_port, consumer_group=f"sdk-{uuid.uuid4().hex[:6]}")
+    spec = _spec(f"sdk-{uuid.uuid4().hex[:8]}")
+    spec = spec.model_copy(update={"name": "sdk-manual", "promotion": "manual",
+                                   "serve": spec.serve.model_copy(update={"app": "sdkmanual"})})
+    with Client.local(settings) as client:
+        client.submit(spec, reason="a human signs off")
+        events = _events(2, drift=0.0, seed=21)
+        client.publish(events, spec.trigger.topic)
+        deadline = time.monotonic() + 300
+        run = None
+        while run is None or run.status is not RunStatus.AWAITING_APPROVAL:
+            assert time.monotonic() < deadline, f"no run awaiting approval: {run}"
+            assert run is None or run.status not in (RunStatus.FAILED, RunStatus.REJECTED), run.error
+            time.sleep(0.5)
+            run = next((r for r in client.runs("sdk-manual") if set(r.event_ids) == {e.event_id for e in events}),
+                       None)
+        time.sleep(2.0)  # it waits: nothing is registered or served until someone approves
+        assert client.run(run.run_id).status is RunStatus.AWAITING_APPROVAL and client.champion("sdk-manual") is None
+        approver = Client(settings, actor="ana")  # as the CLI does: it only appends the command
+        approved = approver.approve(run.run_id, reason="checked the slices")
+        assert approved.status is CommandStatus.SUCCEEDED and approved.actor == "ana"
+        done = client.wait(run.run_id, timeout_s=120)
+        assert done.status is RunStatus.PROMOTED, done.error
+        champion = client.champion("sdk-manual")
+        assert champion is not None and champion.lineage["approved_by"] == "ana"
+        assert client.predict("sdk-manual", [ROW]).version == champion.version
+        approver.close()

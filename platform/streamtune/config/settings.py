@@ -69,6 +69,10 @@ class Settings(BaseModel):
     command_timeout: float = Field(
         300.0, gt=0, description="Seconds the SDK waits for the controller to carry out a command."
     )
+    submit_checks: bool = Field(
+        True, description="Check each submitted spec against its job (module, class, metric, params) in a "
+        "short-lived Ray task; off only for a controller with no Ray to reach (ingest-only tests and benchmarks)."
+    )
     api_host: str = Field("127.0.0.1", description="Host the HTTP control API binds to on every controller.")
     api_port: int = Field(8470, ge=1024, le=65535, description="Port of the HTTP control API.")
     auth: Literal["token", "none"] = Field(

@@ -51,7 +51,10 @@ def _serving_for(settings: Settings) -> Serving:
     return ServeHub(settings.serve_port, connect=connect)
 
 
-def _checks_for(settings: Settings) -> SpecChecks:
+def _checks_for(settings: Settings) -> SpecChecks | None:
+    if not settings.submit_checks:
+        log.warning("submitted specs are not checked against their job (STREAMTUNE_SUBMIT_CHECKS=false)")
+        return None
     from streamtune.runtime.ray import join_ray
     from streamtune.sweeps.checks import RaySpecChecker
 

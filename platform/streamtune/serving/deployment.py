@@ -46,8 +46,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from streamtune.artifacts.verified import fetch_verified_to
-from streamtune.job import Predictor, load_job_class
+from streamtune.job import Predictor, load_for_serving
 from streamtune.serving.board import NAMESPACE
 from streamtune.serving.records import (
     LATENCY_BUCKETS_MS,
@@ -475,11 +474,9 @@ class ModelServer:
     def _load_blocking(self, model: ModelRef) -> tuple[Predictor, Path]:
         # A private copy, verified before any job code touches it: the job loads exactly the verified bytes.
         # With the registry's digest the manifest itself is checked first (a regenerated manifest is refused).
-        folder = fetch_verified_to(
-            model.uri, tempfile.mkdtemp(prefix="model-", dir=self._scratch),
-            manifest_sha256=model.manifest_sha256, what=f"app {self._app} version {model.version}",
-        )
-        return load_job_class(self._entrypoint)().load(folder), folder
+        # The gate's smoke test loads through the same function, so it tests what serving will run.
+        return load_for_serving(self._entrypoint, model.uri, self._scratch, manifest_sha256=model.manifest_sha256,
+                                what=f"app {self._app} version {model.version}")
 
     def _state(self) -> ReplicaReport:
         return ReplicaReport(
