@@ -45,6 +45,7 @@ from baselines.plain_serve import BatchedPlainModel, PlainModel  # noqa: E402
 from bench_swap import ROW, train_model  # noqa: E402
 from ingest_latency import _free_port_pair  # noqa: E402
 from ray import serve  # noqa: E402
+from stand_ins import NoJobs  # noqa: E402
 
 from streamtune import Settings  # noqa: E402
 from streamtune.api.auth import hash_token, new_token  # noqa: E402
@@ -70,25 +71,6 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 """
-
-
-class NoJobs:
-    """The spec is paused: nothing is ever submitted."""
-
-    def submit(self, submission_id: str, request_uri: str, code_uri: str, *, run_id: str | None = None) -> bool:
-        raise AssertionError("nothing is submitted in this benchmark")
-
-    def status(self, submission_id: str) -> str | None:
-        return None
-
-    def logs(self, submission_id: str) -> str:
-        return ""
-
-    def logs_tail(self, submission_id: str, lines: int = 30) -> str:
-        return ""
-
-    def stop(self, submission_id: str) -> None:
-        pass
 
 
 def free_port() -> int:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from stand_ins import NoJobs
 
 from streamtune.config.jobspec import JobSpec
 from streamtune.config.settings import Settings
@@ -47,25 +48,6 @@ from streamtune.serving.records import AccessPolicy, EnsureResult, SwapReport
 WATCH_S = 0.01
 """How often the benchmark looks for new run rows (the resolution of the streamtune latency)."""
 ROW = {"price": 7.5, "promo": 1, "temp": 24.0, "weekday": 5, "region": 1, "sales": 10.0}
-
-
-class NoJobs:
-    """The latency spec is paused: nothing is ever submitted."""
-
-    def submit(self, submission_id: str, request_uri: str, code_uri: str, *, run_id: str | None = None) -> bool:
-        raise AssertionError("nothing is submitted in this benchmark")
-
-    def status(self, submission_id: str) -> str | None:
-        return None
-
-    def logs(self, submission_id: str) -> str:
-        return ""
-
-    def logs_tail(self, submission_id: str, lines: int = 30) -> str:
-        return ""
-
-    def stop(self, submission_id: str) -> None:
-        pass
 
 
 class SlowServing:

@@ -53,6 +53,21 @@ _ALIAS_UPSERT = upsert_sql("aliases", ("name", "alias", "version", "updated_at")
 _ALIAS_EVENT = insert_sql("alias_events", ("name", "alias", "version", "previous", "reason", "at"))
 
 
+def _runs_filter(spec_name: str | None, status: RunStatus | str | list[RunStatus | str] | None
+                 ) -> tuple[str, tuple[Any, ...]]:
+    """The ``WHERE`` clause (with a leading space, or empty) and its parameters for runs by spec and status."""
+    where: list[str] = []
+    params: list[Any] = []
+    if spec_name is not None:
+        where.append("spec_name = ?")
+        params.append(spec_name)
+    if status is not None:
+        values = _status_values(status)
+        where.append(f"status IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    return (f" WHERE {' AND '.join(where)}" if where else ""), tuple(params)
+
+
 def _status_values(status: RunStatus | str | list[RunStatus | str]) -> list[str]:
     items = status if isinstance(status, list | tuple | set | frozenset) else [status]
     values = []
@@ -294,32 +309,16 @@ class SqlStore(SqlControl, Registry):
         """Return runs newest (or oldest) first, filtered by spec and status (see :meth:`Registry.list_runs`)."""
         if limit < 1:
             raise RegistryError(f'Got "{limit}" for limit; must be at least 1')
-        where, params = [], []
-        if spec_name is not None:
-            where.append("spec_name = ?")
-            params.append(spec_name)
-        if status is not None:
-            values = _status_values(status)
-            where.append(f"status IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        clause, params = _runs_filter(spec_name, status)
         order = "ASC" if oldest_first else "DESC"
-        sql = f"SELECT * FROM runs {clause}ORDER BY created_at {order}, seq {order} LIMIT ?"
+        sql = f"SELECT * FROM runs{clause} ORDER BY created_at {order}, seq {order} LIMIT ?"
         return [self._run_from(r) for r in self._query(sql, (*params, limit))]
 
     def count_runs(self, spec_name: str | None = None,
                    status: RunStatus | str | list[RunStatus | str] | None = None) -> int:
         """Count runs by spec and status (see :meth:`Registry.count_runs`)."""
-        where, params = [], []
-        if spec_name is not None:
-            where.append("spec_name = ?")
-            params.append(spec_name)
-        if status is not None:
-            values = _status_values(status)
-            where.append(f"status IN ({', '.join('?' * len(values))})")
-            params.extend(values)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._query(f"SELECT COUNT(*) AS n FROM runs{clause}", tuple(params))
+        clause, params = _runs_filter(spec_name, status)
+        rows = self._query(f"SELECT COUNT(*) AS n FROM runs{clause}", params)
         return int(rows[0]["n"])
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
