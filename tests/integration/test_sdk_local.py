@@ -80,7 +80,8 @@ def test_commands_from_the_sdk_are_carried_out_and_recorded(kafka_bootstrap, ray
         other.close()
 
         bad = _publish_and_wait(client, spec, _events(2, drift=0.0, seed=13, drop_label=True))
-        assert bad.status == RunStatus.FAILED and 'label "sales" is missing' in bad.error
+        assert bad.status == RunStatus.FAILED and "label sales: missing from the snapshot's columns" in bad.error
+        assert bad.attempt == 1 and bad.gate["data_gate"]["passed"] is False  # the data gate: not retried
         assert client.champion("sdk-gbdt").version == 2
         assert client.predict("sdk-gbdt", [ROW]).version == 2
         assert sorted(m.version for m in client.models("sdk-gbdt")) == [1, 2]

@@ -89,7 +89,7 @@ def test_trial_resources_the_cluster_lacks_fail_the_job_fast_with_that_reason(ra
     sweep = spec.sweep.model_copy(update={"resources": spec.sweep.resources.model_copy(update={"gpu": 64.0})})
     spec = spec.model_copy(update={"sweep": sweep})
     runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
-    uris = write_batch(tmp_path / "b1", 1, 200, drift=0.0, seed=3)
+    uris = write_batch(tmp_path / "b1", 1, 600, drift=0.0, seed=3)  # enough rows for the data gate (min_rows 500)
     run_id = "r-sweeptestgpu0001"
     started = time.monotonic()
     _submit(runner, tmp_path, run_id, spec, uris)

@@ -100,8 +100,8 @@ def pin_schema(rows: Sequence[Mapping[str, Any]]) -> dict[str, ColumnSpec]:
             known) or nested values.
 
     Example:
-        >>> sorted(pin_schema([{"a": 1, "b": "x"}, {"a": 2.5}]).items())
-        [('a', ColumnSpec(type='double', nullable=True)), ('b', ColumnSpec(type='string', nullable=True))]
+        >>> sorted((k, c.type, c.nullable) for k, c in pin_schema([{"a": 1, "b": "x"}, {"a": 2.5}]).items())
+        [('a', 'double', True), ('b', 'string', True)]
     """
     try:
         table = pa.Table.from_pylist(list(rows))
