@@ -269,3 +269,32 @@ def test_status_shows_queue_depth_and_health_per_spec(controller):
 
 def test_backoff_doubles_from_one_second_to_five_minutes():
     assert [backoff_s(n) for n in range(1, 11)] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
+
+
+def test_reconcile_leaves_alone_a_spec_whose_swap_is_in_the_worker_or_not_yet_recorded(controller, monkeypatch):
+    """A promote command's swap ends in the worker before the next turn moves the champion alias: a reconcile
+    in between must not see the old alias and swap serving back."""
+    import threading
+
+    ctrl = controller
+    monkeypatch.setattr(loop_module, "ensure_topic", lambda *a, **k: None)
+    monkeypatch.setattr(loop_module, "KafkaEventSource", FakeSource)
+    ctrl.ingestor = RecordingIngestor()  # type: ignore[assignment]
+    for name in ("a", "b"):
+        _spec(ctrl, name)
+    reconciled: list[set[str]] = []
+    ctrl.reconciler.step = lambda specs: reconciled.append(set(specs))  # type: ignore[method-assign,assignment]
+    release = threading.Event()
+    ctrl.advancer.promotions.start("a", "command:c-1", lambda: release.wait(5))
+    ctrl._next_reconcile = 0.0
+    ctrl.advance = lambda specs: {}  # type: ignore[method-assign]  # the outcome stays untaken
+    ctrl.step()
+    release.set()
+    ctrl.advancer.promotions.wait("a", 5)
+    ctrl._next_reconcile = 0.0
+    ctrl.step()  # the swap ended, but its outcome is not recorded yet
+    assert reconciled == [{"b"}, {"b"}]
+    ctrl.advancer.promotions.take("a")
+    ctrl._next_reconcile = 0.0
+    ctrl.step()
+    assert reconciled[-1] == {"a", "b"}

@@ -192,7 +192,10 @@ class Controller:
         self.advance(specs)
         if time.monotonic() >= self._next_reconcile:
             self._apply_policy()
-            self.reconciler.step(specs)
+            # a spec whose swap is in the promotion worker, or done but not yet recorded, is left alone: the
+            # registry's champion moves only when the outcome is taken, and ensure() would swap it back
+            swapping = self.advancer.promotions.running
+            self.reconciler.step({n: r for n, r in specs.items() if swapping(n) is None})
             self._next_reconcile = time.monotonic() + self.settings.reconcile_interval
         if ingest_error is not None:
             raise ingest_error
