@@ -79,7 +79,8 @@ def test_poison_specs_are_marked_error_while_a_good_spec_keeps_producing_runs(ka
 
         bad = _wait_spec(client, badtopic.name, lambda s: s.state == "error")
         assert bad.error.startswith("topic 'bad topic!' cannot be consumed: ServiceError: ")
-        broken = _wait_spec(client, nocode.name, lambda s: s.state == "error")
+        # the code check fails the spec on its first turn, possibly before its event is read: wait for both
+        broken = _wait_spec(client, nocode.name, lambda s: s.state == "error" and s.queue_depth == 1)
         assert broken.error == (f'ConfigError: Got "{uri}" for job.code_uri of spec {nocode.name}; nothing is '
                                 "stored there")
         assert broken.queue_depth == 1 and broken.retry_at is not None

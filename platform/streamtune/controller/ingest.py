@@ -49,7 +49,7 @@ MAX_RECORDS = 5000
 """Most records one step polls: one registry transaction per step."""
 PURGE_EVERY_S = 600.0
 """How often seen keys older than every spec's ``trigger.dedupe_for`` are purged."""
-WATERMARKS_EVERY_S = 30.0
+WATERMARKS_EVERY_S = 10.0
 """How often stored partitions are checked for a recreated topic (and at once when a record is below them)."""
 
 
