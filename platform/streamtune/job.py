@@ -26,17 +26,42 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from streamtune.errors import ConfigError
 
 
 class Predictor(ABC):
-    """A loaded model that serving calls."""
+    """A loaded model that serving calls, and that the gate scores.
+
+    Serving returns :meth:`predict`: a value per row for regression, a class label per row for a classifier.
+    The gate and the sweep score :meth:`predict_scores` against the label, encoded by :attr:`classes`.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> class Coin(Predictor):
+        ...     classes = ["no", "yes"]
+        ...     def predict(self, batch): return ["yes"] * batch.num_rows
+        ...     def predict_scores(self, batch): return np.full(batch.num_rows, 0.9)
+        >>> t = pa.table({"x": [1.0, 2.0]})
+        >>> Coin().predict(t), Coin().predict_scores(t).tolist()
+        (['yes', 'yes'], [0.9, 0.9])
+    """
+
+    classes: Sequence[Any] | None = None
+    """For a classifier, its class labels in the order of :meth:`predict_scores`' columns (binary: the score is
+    the probability of ``classes[1]``); ``None`` for regression."""
 
     @abstractmethod
     def predict(self, batch: pa.Table) -> Sequence[Any]:
-        """Return one prediction per row of ``batch``."""
+        """Return one prediction per row of ``batch``: a value (regression) or a class label (classifier)."""
+
+    def predict_scores(self, batch: pa.Table) -> np.ndarray:
+        """What the metrics score, one row per row of ``batch``: the value (regression), the probability of
+        ``classes[1]`` (binary, shape ``(rows,)``), or one probability per class (multiclass, shape
+        ``(rows, len(classes))``). Default: :meth:`predict` as floats."""
+        return np.asarray(list(self.predict(batch)), dtype=float)
 
 
 class TrainContext(ABC):

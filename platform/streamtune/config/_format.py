@@ -81,7 +81,9 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "", source: s
         if rename:
             field = rename(field)
         rule = _rule(err)
-        if err.get("type") == "missing":
+        if not field:  # a whole-spec rule: its message names the fields and values itself
+            lines.append(rule[0].upper() + rule[1:])
+        elif err.get("type") == "missing":
             lines.append(f"Missing {field}; it {rule}")
         elif err.get("type") == "extra_forbidden":
             lines.append(f'Got unknown key "{field}"; it {rule}')

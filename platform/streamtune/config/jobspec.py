@@ -58,6 +58,47 @@ class ColumnSpec(_Spec):
         return self
 
 
+class TrainingDataSpec(_Spec):
+    """What a run trains on: its own window, the last few windows, or every window so far.
+
+    The run's window and the earlier windows of the same spec are read as one Arrow dataset. Earlier windows
+    are the spec's runs stored before this one, except those whose data gate failed; a window whose files are
+    all already taken adds nothing. The run's lineage lists every window read (run id, files, Kafka offsets).
+
+    Example:
+        >>> TrainingDataSpec(policy="sliding", windows=3).windows
+        3
+        >>> TrainingDataSpec(policy="sliding", span="30d").span
+        2592000.0
+        >>> TrainingDataSpec(policy="window", windows=3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for TrainingDataSpec
+        ...windows and span apply to policy "sliding" only...
+    """
+
+    policy: Literal["window", "sliding", "expanding"] = Field(
+        "window", description="'window': the run's own window; 'sliding': the last `windows` windows and/or those "
+        "stored within `span` of this one; 'expanding': every window of the spec so far.",
+    )
+    windows: int | None = Field(None, ge=1, description="sliding: the last N windows, this run's included.")
+    span: float | None = Field(
+        None, gt=0, description='sliding: windows stored within this long before this run\'s, e.g. "30d".'
+    )
+
+    @field_validator("span", mode="before")
+    @classmethod
+    def _span(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _sliding(self) -> TrainingDataSpec:
+        if self.policy != "sliding" and (self.windows is not None or self.span is not None):
+            raise ValueError('windows and span apply to policy "sliding" only')
+        if self.policy == "sliding" and self.windows is None and self.span is None:
+            raise ValueError('policy "sliding" needs windows, span or both')
+        return self
+
+
 class DatasetSpec(_Spec):
     """The dataset a job trains on."""
 
@@ -81,6 +122,13 @@ class DatasetSpec(_Spec):
         "window and stores it with the spec; inline rows are checked against it per event.",
     )
     slice_column: str | None = Field(None, description="Column whose values define slices for per-slice checks.")
+    time_column: str | None = Field(
+        None, description="Column holding each row's time (any sortable type). With validation.split: time the "
+        "holdout is the latest rows by it; it is never a feature unless `features` names it.",
+    )
+    training: TrainingDataSpec = Field(
+        default_factory=TrainingDataSpec, description="Which windows a run trains on (default: its own window)."
+    )
 
 
 class TriggerSpec(_Spec):
@@ -250,6 +298,15 @@ class ValidationSpec(_Spec):
         0.0, ge=0, description="Relative margin the challenger must beat the champion by on the same holdout."
     )
     min_rows: int = Field(100, ge=1, description="Smallest snapshot the gate accepts.")
+    split: Literal["random", "time"] = Field(
+        "random", description="How the holdout and the validation rows are chosen: 'random' (seeded, the same "
+        "snapshot always splits the same way), or 'time': the latest rows by dataset.time_column are the holdout, "
+        "the latest of the rest are the validation rows, and trials train on the earlier rows.",
+    )
+    refit: bool = Field(
+        True, description="Train the winner again with its params on train + validation rows before the gate; "
+        "the refit model is what the gate scores and the registry records (lineage keeps the winning trial).",
+    )
     on_champion_error: Literal["reject", "promote"] = Field(
         "reject", description="When a champion exists but cannot be scored on the holdout (a column it needs is "
         "gone, its artifact is deleted or tampered, it fails to load): 'reject' the challenger, or 'promote' it on "
@@ -391,6 +448,15 @@ class JobSpec(_Spec):
         "awaiting_approval until someone approves it (`streamtune runs approve RUN`), and the approver is recorded.",
     )
     base_dir: str = Field(".", description="Folder relative paths resolve against (set to the YAML's folder).")
+
+    @model_validator(mode="after")
+    def _time_split(self) -> JobSpec:
+        if self.validation.split == "time" and self.dataset.time_column is None:
+            raise ValueError('Got "time" for validation.split; it needs dataset.time_column, the column that orders '
+                             'the rows')
+        if self.dataset.time_column is not None and self.dataset.time_column == self.dataset.label:
+            raise ValueError(f'Got "{self.dataset.time_column}" for dataset.time_column; it must not be the label')
+        return self
 
     def code_dir(self) -> Path:
         """Absolute folder of the job's code package."""

@@ -21,6 +21,7 @@ from streamtune.artifacts.store import ArtifactStore
 from streamtune.artifacts.verified import stored_manifest_sha256
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.gating import gate_result
+from streamtune.controller.history import training_windows
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.promotions import COMMAND_PREFIX, PromotionOutcome, PromotionWorker
 from streamtune.errors import CommandFailed, ConfigError, FencedError, NotFoundError, StreamtuneError
@@ -159,9 +160,12 @@ class RunAdvancer:
             raise ConfigError(f"spec {spec.name} has no job.code_uri; submit it again so its code is stored")
         champ = self.registry.get_alias(spec.name, "champion")
         out = self.out_uri(run)
+        history = training_windows(self.registry, spec, run)
+        claimed = run.num_rows + sum(w.num_rows for w in history)
         req = SweepRequest(
             run_id=run.run_id, submission_id=run.submission_id, spec=spec.model_dump(mode="json"), uris=run.uris,
-            event_ids=run.event_ids, trusted_roots=self.data_roots, out_uri=out, claimed_rows=run.num_rows or None,
+            event_ids=run.event_ids, trusted_roots=self.data_roots, out_uri=out, claimed_rows=claimed or None,
+            history=history,
             champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri,
                                  manifest_sha256=champ.manifest_sha256) if champ else None,
         )
@@ -490,4 +494,9 @@ def _lineage(run: RunRecord, result: SweepResult, spec: JobSpec) -> dict[str, An
         "code_uri": spec.job.code_uri, "command_id": run.command_id,
         "node_id": result.best.node_id, "trial_nodes": {t.trial_id: t.node_id for t in result.trials},
         "approved_by": ((run.gate or {}).get("approval") or {}).get("by"),  # promotion: manual
+        "training_policy": spec.dataset.training.policy,
+        "training_windows": result.snapshot.get("windows", []),  # earlier windows read: run id, files, offsets
+        "refit": None if result.refit is None else {"trial_id": result.refit.trial_id,
+                                                    "trial_artifact_uri": result.refit.trial_artifact_uri,
+                                                    "rows": result.refit.rows},
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from streamtune.artifacts.store import group_by_filesystem
@@ -93,7 +94,8 @@ class Snapshot:
     @property
     def features(self) -> list[str]:
         """Feature columns: the spec's list, or every column but the label."""
-        return list(self.spec.features or [c for c in self.table.column_names if c != self.spec.label])
+        skip = {self.spec.label, self.spec.time_column}
+        return list(self.spec.features or [c for c in self.table.column_names if c not in skip])
 
     @property
     def fingerprint(self) -> str:
@@ -119,14 +121,49 @@ class Snapshot:
                 f"{self.table[self.spec.label].null_count} null values; labels must be complete"
             )
 
-    def split(self, holdout_fraction: float, valid_fraction: float, seed: int = 0) -> Splits:
-        """Split rows at random but reproducibly: the same snapshot always gives the same holdout."""
+    def split(self, holdout_fraction: float, valid_fraction: float, seed: int = 0, *,
+              by_time: bool = False) -> Splits:
+        """Split rows into train, validation and holdout.
+
+        At random but reproducibly by default: the same snapshot always gives the same holdout. With
+        ``by_time`` the rows are ordered by ``dataset.time_column`` (a stable sort): the holdout is the latest
+        ``holdout_fraction`` of them, the validation rows the latest ``valid_fraction`` of the rest, and train
+        the earlier rows, so no train row is later than a validation row, nor a validation row than a holdout row.
+
+        Raises:
+            DataError: too few rows to split, or (``by_time``) no time column or nulls in it.
+
+        Example:
+            >>> import pyarrow as pa
+            >>> from streamtune.config import DatasetSpec
+            >>> spec = DatasetSpec(name="s", label="y", time_column="day")
+            >>> rows = [{"day": d, "x": 1.0, "y": 0.0} for d in [5, 1, 9, 3, 7, 2, 8, 4, 6, 0]]
+            >>> parts = Snapshot.from_parts(spec, [], rows).split(0.2, 0.25, by_time=True)
+            >>> parts.train["day"].to_pylist(), parts.valid["day"].to_pylist(), parts.holdout["day"].to_pylist()
+            ([0, 1, 2, 3, 4, 5], [6, 7], [8, 9])
+        """
         n = self.num_rows
-        order = np.random.default_rng(seed).permutation(n)
         n_hold = max(1, int(round(n * holdout_fraction)))
         n_valid = max(1, int(round((n - n_hold) * valid_fraction)))
         if n - n_hold - n_valid < 1:
             raise DataError(f"dataset {self.spec.name} has {n} rows; too few to split into train/valid/holdout")
+        if by_time:
+            order = self._time_order()
+            train, valid, hold = np.split(order, [n - n_hold - n_valid, n - n_hold])
+            return Splits(self.table.take(train), self.table.take(valid), self.table.take(hold))
+        order = np.random.default_rng(seed).permutation(n)
         hold, valid, train = np.split(order, [n_hold, n_hold + n_valid])
         return Splits(self.table.take(np.sort(train)), self.table.take(np.sort(valid)), self.table.take(np.sort(hold)))
+
+    def _time_order(self) -> np.ndarray:
+        """Row indices in time order (stable), refusing a missing time column or nulls in it."""
+        column = self.spec.time_column
+        if column is None or column not in self.table.column_names:
+            raise DataError(f'Got columns {sorted(self.table.column_names)} for dataset {self.spec.name}; the time '
+                            f'split needs its time column "{column}"')
+        nulls = self.table[column].null_count
+        if nulls:
+            raise DataError(f'dataset {self.spec.name}: time column "{column}" has {nulls} null values; a time split '
+                            "needs every row's time")
+        return np.asarray(pc.sort_indices(self.table, sort_keys=[(column, "ascending")]))
 

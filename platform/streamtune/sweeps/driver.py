@@ -1,13 +1,14 @@
 """The sweep's Ray Job entrypoint: ``python -m streamtune.sweeps.driver REQUEST_URI``.
 
-It reads the request from the artifact store, reads the window's snapshot, runs the data gate on it (a failure
-ends the job before any trial, not retried, with the report in ``error.json``), checks that the cluster can place
-one trial (else it fails at once, naming what is missing), runs the Tune sweep (``sweep.time_budget`` is Tune's
-``time_budget_s``), scores the winner and the champion on the same holdout, smoke-tests the winner (loaded as
-serving loads it, in a Ray task of its own), and writes ``result.json`` beside the
-request. If anything raises, it writes ``error.json`` there instead (type, message, traceback) and exits 1. The
-controller reads those; only the controller writes run state. Nothing it is handed names a local path of the
-controller.
+It reads the request from the artifact store, reads the window's snapshot (with the earlier windows that
+``dataset.training`` adds), runs the data gate on it (a failure ends the job before any trial, not retried, with
+the report in ``error.json``), checks that the cluster can place one trial (else it fails at once, naming what is
+missing), splits the rows (at random, or by time), runs the Tune sweep (``sweep.time_budget`` is Tune's
+``time_budget_s``), refits the winner on train + validation rows (``validation.refit``,
+:mod:`streamtune.sweeps.refit`), scores it and the champion on the same holdout, smoke-tests it (loaded as serving
+loads it, in a Ray task of its own), and writes ``result.json`` beside the request. If anything raises, it writes
+``error.json`` there instead (type, message, traceback) and exits 1. The controller reads those; only the
+controller writes run state. Nothing it is handed names a local path of the controller.
 """
 
 from __future__ import annotations
@@ -17,17 +18,15 @@ import sys
 from typing import Any
 
 from streamtune.artifacts.store import ArtifactStore
-from streamtune.artifacts.verified import fetch_verified
 from streamtune.config.jobspec import JobSpec
-from streamtune.data.snapshot import Snapshot
-from streamtune.job import load_job_class
+from streamtune.data.snapshot import Snapshot, Splits
 from streamtune.sweeps.failures import JobFailure, check_trial_resources, error_uri
+from streamtune.sweeps.refit import refit
 from streamtune.sweeps.runner import pick_best, run_tune, timed
-from streamtune.sweeps.schema import HoldoutScores, SweepRequest, SweepResult, TrialSummary
+from streamtune.sweeps.schema import RefitSummary, SweepRequest, SweepResult, TrialSummary
 from streamtune.sweeps.scoring import score_holdout
 from streamtune.sweeps.space import run_seed
 from streamtune.validation.data_gate import DataGateFailed, check_data
-from streamtune.validation.metrics import get_metric
 from streamtune.validation.smoke import smoke_test
 
 RESULT = "result.json"
@@ -43,32 +42,42 @@ def result_uri(out_uri: str) -> str:
     return f"{out_uri.rstrip('/')}/{RESULT}"
 
 
-def score(entrypoint: str, artifact_uri: str, holdout: Any, label: str, metric: str,
-          manifest_sha256: str | None = None) -> float:
-    """Load a saved model from a private, verified copy (its manifest checked against ``manifest_sha256`` when
-    given) and score it on ``holdout``."""
-    with fetch_verified(artifact_uri, manifest_sha256=manifest_sha256) as folder:
-        predictor = load_job_class(entrypoint)().load(folder)
-        preds = predictor.predict(holdout)
-    return get_metric(metric)(holdout[label].to_numpy(), list(preds))
+def read_snapshot(req: SweepRequest, spec: JobSpec) -> Snapshot:
+    """The run's window and the earlier windows it trains on (``req.history``), read as one Arrow dataset.
+
+    Example:
+        >>> snap = read_snapshot(req, spec)  # doctest: +SKIP
+    """
+    uris = [*req.uris, *(u for w in req.history for u in w.uris)]
+    return Snapshot.from_parts(spec.dataset, uris, req.rows, trusted_roots=req.trusted_roots, check=False)
 
 
-def _holdout_scores(req: SweepRequest, spec: JobSpec, best: TrialSummary, holdout: Any) -> HoldoutScores:
-    """Both models on the same holdout rows, per-row scores beside result.json (:mod:`streamtune.sweeps.scoring`);
-    a champion that cannot be scored is kept in ``champion_error`` for the gate."""
-    return score_holdout(req, spec, best, holdout)
+def _refit(req: SweepRequest, spec: JobSpec, best: TrialSummary, splits: Splits,
+           features: list[str]) -> tuple[TrialSummary, RefitSummary]:
+    """Refit the winner on train + valid; the returned winner points at the refit model."""
+    uri, digest, seconds = refit(spec, best.params, splits.train, splits.valid, features, req.out_uri)
+    summary = RefitSummary(trial_id=best.trial_id, trial_artifact_uri=str(best.artifact_uri), artifact_uri=uri,
+                           manifest_sha256=digest, rows=splits.train.num_rows + splits.valid.num_rows,
+                           seconds=round(seconds, 4))
+    return best.model_copy(update={"artifact_uri": uri, "manifest_sha256": digest}), summary
+
+
+def _trial_holdout(req: SweepRequest, spec: JobSpec, trial: TrialSummary, holdout: Any) -> float | None:
+    """The winning trial's own model on the holdout, for the record beside its refit's score."""
+    alone = req.model_copy(update={"champion": None, "out_uri": f"{req.out_uri.rstrip('/')}/trial-holdout"})
+    return score_holdout(alone, spec, trial, holdout).challenger
 
 
 def run(req: SweepRequest) -> SweepResult:
     """Run one sweep request end to end and return its result."""
     spec = JobSpec.model_validate(req.spec)
-    snap, t_snap = timed(lambda: Snapshot.from_parts(spec.dataset, req.uris, req.rows, trusted_roots=req.trusted_roots,
-                                                     check=False))
+    snap, t_snap = timed(lambda: read_snapshot(req, spec))
     data_gate = check_data(snap.table, spec.dataset, spec.validation, claimed_rows=req.claimed_rows)
     if not data_gate.passed:  # before any trial or worker: the report goes into error.json, not retried
         raise DataGateFailed(data_gate)
     snap.check_columns()
-    splits = snap.split(spec.validation.holdout_fraction, spec.validation.valid_fraction)
+    splits = snap.split(spec.validation.holdout_fraction, spec.validation.valid_fraction,
+                        by_time=spec.validation.split == "time")
     seed = run_seed(spec.sweep, req.run_id)
     check_trial_resources(spec.sweep.resources.cpu, spec.sweep.resources.gpu)
     trials, t_sweep = timed(
@@ -76,14 +85,24 @@ def run(req: SweepRequest) -> SweepResult:
     )
 
     best = pick_best(trials, spec.sweep.metric, spec.sweep.mode)
-    holdout, t_eval = timed(lambda: _holdout_scores(req, spec, best, splits.holdout))
+    refit_summary, t_refit = None, 0.0
+    if spec.validation.refit:
+        trial = best
+        (best, refit_summary), t_refit = timed(lambda: _refit(req, spec, trial, splits, snap.features))
+    holdout, t_eval = timed(lambda: score_holdout(req, spec, best, splits.holdout))
+    if refit_summary is not None:
+        refit_summary.trial_holdout = _trial_holdout(req, spec, trial, splits.holdout)
     smoke = smoke_test(spec.job.entrypoint, str(best.artifact_uri), splits.holdout, label=spec.dataset.label,
                        manifest_sha256=best.manifest_sha256)
     return SweepResult(
-        run_id=req.run_id, best=best, trials=trials, holdout=holdout,
+        run_id=req.run_id, best=best, trials=trials, holdout=holdout, refit=refit_summary,
         snapshot={"fingerprint": snap.fingerprint, "num_rows": snap.num_rows, "uris": snap.uris,
-                  "features": snap.features},
-        timings={"snapshot_s": t_snap, "sweep_s": t_sweep, "holdout_eval_s": t_eval, "smoke_s": smoke.seconds},
+                  "features": snap.features, "split": spec.validation.split,
+                  "rows": {"train": splits.train.num_rows, "valid": splits.valid.num_rows,
+                           "holdout": splits.holdout.num_rows},
+                  "windows": [w.model_dump(mode="json") for w in req.history]},
+        timings={"snapshot_s": t_snap, "sweep_s": t_sweep, "refit_s": t_refit, "holdout_eval_s": t_eval,
+                 "smoke_s": smoke.seconds},
         data_gate=data_gate, smoke=smoke,
     )
 

@@ -200,13 +200,104 @@ _NODE_ID = re.compile(r"Node Id: ([0-9a-f]+)")
 
 
 def pick_best(trials: list[TrialSummary], metric: str, mode: str) -> TrialSummary:
-    """The best trial that saved a model, by its last reported metric."""
+    """The best trial that saved a model, by its last reported metric.
+
+    Raises:
+        SweepError: no trial saved a model with ``metric`` (see :func:`no_model_error` for what it says).
+    """
     done = [t for t in trials if t.artifact_uri and isinstance(t.metrics.get(metric), (int, float))]
     if not done:
-        errors = "; ".join(t.error for t in trials if t.error)[:500]
-        raise SweepError(f"no trial of the sweep saved a model with metric {metric!r}", fix=errors or None)
+        raise no_model_error(trials, metric)
     key = (lambda t: t.metrics[metric]) if mode == "min" else (lambda t: -t.metrics[metric])
     return min(done, key=key)
+
+
+_TUNE_KEYS = frozenset({"training_iteration", "time_this_iter_s", "time_total_s", "time_since_restore",
+                        "iterations_since_restore", "timestamp", "done", "trial_id", "date", "hostname", "node_ip",
+                        "pid", "experiment_tag", "checkpoint_dir_name", "should_checkpoint"})
+"""Result keys Tune adds to every report; what a trial reported is the rest."""
+
+
+def no_model_error(trials: list[TrialSummary], metric: str, limit: int = 600) -> SweepError:
+    """Why no trial of the sweep gave a model with ``metric``, for the run's error.
+
+    When trials failed, the headline names the first failed trial's exception; the first is the one with the
+    smallest trial id (Tune numbers trials ``<experiment>_00000``, ``_00001``... in the order the searcher made
+    them, whereas the order trials are collected in depends on when each first reported). The fix names where its
+    trace is and what the other failed trials raised (those raising the same are counted, not repeated), cut to
+    ``limit`` characters. Without failures it says whether trials saved models without the metric or ended
+    without saving one, or that no trial ran.
+
+    Example:
+        >>> t = lambda i, error=None, **kw: TrialSummary(trial_id=f"ab_0000{i}", params={}, error=error, **kw)
+        >>> err = no_model_error([
+        ...     t(1, "ValueError: bad label (trial ab_00001 on node n1; see /r/t1/error.txt)"),
+        ...     t(0, "KeyError: 'y' (trial ab_00000 on node n2; see /r/t0/error.txt)"),
+        ...     t(2, "ValueError: bad label (trial ab_00002 on node n1; see /r/t2/error.txt)")], "rmse")
+        >>> err.headline
+        "every trial of the sweep failed (3 of 3); the first (trial ab_00000) raised KeyError: 'y'"
+        >>> for part in err.fix.split("; other failed trials: "):
+        ...     print(part)
+        trial ab_00000 ran on node n2; see /r/t0/error.txt
+        ValueError: bad label (trial ab_00001 on node n1; see /r/t1/error.txt); 1 more raised the same
+        >>> no_model_error([t(0, metrics={"auc": 0.7}, artifact_uri="s3://b/t0")], "rmse").headline
+        "no trial of the sweep reported metric 'rmse'; 1 of 1 trial(s) saved a model but reported only ['auc']"
+        >>> no_model_error([t(0)], "rmse").headline
+        "no trial of the sweep saved a model with metric 'rmse'; 1 trial(s) ended, without an error and without saving"
+        >>> no_model_error([], "rmse").headline
+        "no trial of the sweep ran, so none saved a model with metric 'rmse'"
+    """
+    failed = sorted((t for t in trials if t.error), key=lambda t: t.trial_id)
+    if failed:
+        first, first_where = _split_error(failed[0])
+        if len(failed) == len(trials):
+            headline = f"every trial of the sweep failed ({len(failed)} of {len(trials)})"
+        else:
+            headline = (f"no trial of the sweep saved a model with metric {metric!r}; "
+                        f"{len(failed)} of {len(trials)} trial(s) failed")
+        headline += f"; the first (trial {failed[0].trial_id}) raised {first}"
+        details = [f"trial {failed[0].trial_id} ran {first_where}"] if first_where else []
+        others = failed[1:]
+        different, seen = [], {first}
+        for t in others:
+            what = _split_error(t)[0]
+            if what not in seen:
+                seen.add(what)
+                different.append(str(t.error))
+        if different:
+            details.append("other failed trials: " + "; ".join(different))
+        if len(others) > len(different):
+            details.append(f"{len(others) - len(different)} more raised the same")
+        fix = "; ".join(details)
+        return SweepError(headline, fix=(fix[: limit - 3] + "...") if len(fix) > limit else fix or None)
+    if not trials:
+        return SweepError(f"no trial of the sweep ran, so none saved a model with metric {metric!r}",
+                          fix="check that the cluster can place one trial (sweep.resources) and that "
+                              "sweep.time_budget leaves time for one")
+    saved = [t for t in trials if t.artifact_uri]
+    if saved:
+        reported = sorted({k for t in saved for k in t.metrics if k not in _TUNE_KEYS and k != metric})
+        return SweepError(f"no trial of the sweep reported metric {metric!r}; {len(saved)} of {len(trials)} trial(s) "
+                          f"saved a model but reported only {reported}",
+                          fix="set sweep.metric to one the job reports on every report")
+    return SweepError(f"no trial of the sweep saved a model with metric {metric!r}; {len(trials)} trial(s) ended, "
+                      "without an error and without saving",
+                      fix="the job's train() must end with ctx.save_model(...); trials stopped early (by the "
+                          "scheduler or sweep.time_budget) save none")
+
+
+def _split_error(trial: TrialSummary) -> tuple[str, str]:
+    """A trial's error as :func:`_summary` wrote it, split into the exception and where it ran ('' if unknown).
+
+    Example:
+        >>> _split_error(TrialSummary(trial_id="a_1", params={}, error="ValueError: x (trial a_1 on node n; see f)"))
+        ('ValueError: x', 'on node n; see f')
+    """
+    text = str(trial.error or "")
+    what, marker, where = text.rpartition(f" (trial {trial.trial_id} ")
+    if not marker or not where.endswith(")"):
+        return text, ""
+    return what, where[:-1]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:

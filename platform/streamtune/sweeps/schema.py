@@ -20,6 +20,32 @@ class ChampionRef(BaseModel):
     )
 
 
+class TrainingWindow(BaseModel):
+    """One earlier window a run trains on beside its own (``dataset.training``), as lineage records it."""
+
+    run_id: str = Field(description="The run whose window this is.")
+    uris: list[str] = Field(description="The window's data files.")
+    offsets: dict[str, list[int]] = Field(
+        default_factory=dict, description='Kafka offsets of the window: "topic:partition" -> [first, last].'
+    )
+    num_rows: int = Field(0, ge=0, description="Rows the window's events claimed.")
+    created_at: float = Field(description="Unix time the window's run was stored.")
+
+
+class RefitSummary(BaseModel):
+    """The winner trained again with its params on train + validation rows (``validation.refit``)."""
+
+    trial_id: str = Field(description="The winning trial whose params were refit.")
+    trial_artifact_uri: str = Field(description="The winning trial's own model, kept for comparison.")
+    trial_holdout: float | None = Field(
+        None, description="The winning trial's own model on the same holdout (the refit's score is holdout.challenger)."
+    )
+    artifact_uri: str = Field(description="The refit model: what the gate scored and the registry records.")
+    manifest_sha256: str = Field(description="sha256 of the refit model's MANIFEST.json.")
+    rows: int = Field(description="Rows the refit trained on (train + validation).")
+    seconds: float = Field(description="Time the refit took, in its Ray task.")
+
+
 class SweepRequest(BaseModel):
     """Input of one sweep job; written as JSON next to its outputs."""
 
@@ -36,6 +62,9 @@ class SweepRequest(BaseModel):
         default_factory=list, description="Artifact-store roots exempt from uri_roots (streamtune's own inline files)."
     )
     event_ids: list[str] = Field(default_factory=list, description="Events of the window, for lineage.")
+    history: list[TrainingWindow] = Field(
+        default_factory=list, description="Earlier windows read with this one (dataset.training), oldest first."
+    )
     champion: ChampionRef | None = Field(None, description="Current champion, if any.")
     claimed_rows: int | None = Field(
         None, ge=0, description="Rows the window's events claimed (sum of their num_rows); the data gate checks it "
@@ -97,6 +126,9 @@ class SweepResult(BaseModel):
     snapshot: dict[str, Any] = Field(description="fingerprint, num_rows, uris of the snapshot.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per step.")
     data_gate: DataGateReport | None = Field(None, description="The data gate's report on the snapshot (passed).")
+    refit: RefitSummary | None = Field(
+        None, description="The refit of the winner (validation.refit); then `best` points at the refit model."
+    )
     smoke: SmokeReport | None = Field(
         None, description="The winner loaded as serving loads it and run on a holdout sample; failed fails the gate."
     )
