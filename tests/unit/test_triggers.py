@@ -37,7 +37,8 @@ def test_window_closes_on_min_rows_at_the_event_that_reaches_it():
     assert stage.add(spec, _we(0, 60), now=0) is None
     closed = stage.add(spec, _we(1, 50), now=1)
     assert closed is not None and closed.num_rows == 110 and closed.offsets() == {"t:0": [0, 1]}
-    assert stage.closed == [(closed, "min_rows")] and "demo" not in stage.windows
+    [(win, detail)] = stage.closed
+    assert win is closed and (detail.kind, detail.rows) == ("min_rows", 110) and "demo" not in stage.windows
     assert stage.changes() == ({}, {})  # nothing was stored before, and nothing stays open
 
 
@@ -46,13 +47,13 @@ def test_window_closes_on_max_wait_before_a_late_event_and_at_the_end_of_a_poll(
     trig = WindowTrigger()
     stage = trig.stage()
     stage.add(spec, _we(3, 5), now=100)
-    assert stage.expire({"demo": spec}, now=109) == []
-    [(win, reason)] = stage.expire({"demo": spec}, now=110.5)
-    assert reason == "max_wait" and win.num_rows == 5
+    assert stage.tick({"demo": spec}, now=109) == []
+    [(win, detail)] = stage.tick({"demo": spec}, now=110.5)
+    assert (detail.kind, detail.rows, detail.waited_s) == ("max_wait", 5, 10.5) and win.num_rows == 5
     late = trig.stage()
     late.add(spec, _we(4, 5), now=100)
     late.add(spec, _we(5, 5), now=200)  # the window waited long enough: the late event opens the next one
-    assert [(w.offsets(), r) for w, r in late.closed] == [({"t:0": [4, 4]}, "max_wait")]
+    assert [(w.offsets(), d.kind) for w, d in late.closed] == [({"t:0": [4, 4]}, "max_wait")]
     assert late.windows["demo"].offsets() == {"t:0": [5, 5]}
 
 

@@ -131,6 +131,38 @@ class DatasetSpec(_Spec):
     )
 
 
+class DriftSpec(_Spec):
+    """Close a window early when its data drifted from the champion's training data.
+
+    The reference is the per-feature statistics of the champion's training rows, stored with it when it was
+    registered. The drift of an open window is computed off the ingest loop, and the window closes (reason
+    ``drift``) once it holds ``min_rows`` rows and a feature's drift passes ``threshold``.
+
+    Example:
+        >>> DriftSpec(threshold=0.25).method
+        'psi'
+    """
+
+    method: Literal["psi", "ks"] = Field(
+        "psi", description="'psi': population stability index per feature (numeric features binned at the "
+        "reference's deciles, categories by value); 'ks': Kolmogorov-Smirnov statistic (numeric features; "
+        "categorical ones use PSI).",
+    )
+    threshold: float = Field(0.2, gt=0, description="A window closes when a feature's drift passes this.")
+    min_rows: int = Field(200, ge=1, description="Rows a window needs before its drift is judged.")
+    features: list[str] | None = Field(None, description="Features watched; default: all of the model's.")
+
+
+class DegradationSpec(_Spec):
+    """Retrain when the champion's accuracy on labelled windows degrades past a threshold."""
+
+    threshold: float = Field(
+        0.1, gt=0, description="Largest relative worsening of the champion's metric on a labelled window against "
+        "its gate holdout metric (0.1: 10 % worse) before a retrain is triggered.",
+    )
+    min_rows: int = Field(100, ge=1, description="Labelled rows a window needs before the champion is scored.")
+
+
 class TriggerSpec(_Spec):
     """When a window of data-arrival events becomes a run."""
 
@@ -146,6 +178,23 @@ class TriggerSpec(_Spec):
         7 * 86400.0,
         description='How long event ids and data URIs are remembered across windows, to drop repeats; e.g. "7d".',
     )
+    drift: DriftSpec | None = Field(None, description="Close a window early on drift; unset: no drift trigger.")
+    degradation: DegradationSpec | None = Field(
+        None, description="Retrain when the champion degrades on labelled windows; unset: not watched."
+    )
+    schedule: str | None = Field(
+        None, description='Cron expression in UTC ("0 2 * * *", "@daily"): at each slot the open window closes '
+        "(reason schedule), or, if it is empty, the latest window is trained again.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from streamtune.triggers.cron import Cron
+
+            Cron.parse(value)
+        return value
 
     @field_validator("max_wait", "dedupe_for", mode="before")
     @classmethod

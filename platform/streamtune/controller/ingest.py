@@ -37,7 +37,7 @@ from streamtune.events.dlq import letter_for
 from streamtune.events.source import EventRecord, EventSource, Offsets
 from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
-from streamtune.registry.records import RunRecord, SeenKey, run_id_for
+from streamtune.registry.records import RunRecord, SeenKey, TriggerDetail, run_id_for, scheduled_run_id
 from streamtune.triggers.intake import Intake, Plan
 from streamtune.triggers.window import Window, WindowTrigger
 
@@ -143,7 +143,7 @@ class Ingestor:
         now = time.time()
         self._maintain(source, specs, now)
         records = source.poll(timeout_s=poll_s, max_records=self.max_records)
-        if not records and not self.trigger.windows:
+        if not records and not self.trigger.windows and not any(s.trigger.schedule for s in specs.values()):
             return []
         try:
             fresh = self._fresh(records, source)
@@ -188,20 +188,43 @@ class Ingestor:
         dead-lettered whole instead."""
         runs: list[RunRecord] = []
         seen: list[SeenKey] = []
-        for win, reason in plan.stage.closed:
+        for win, detail in plan.stage.closed:
             spec = specs.get(win.spec_name)
             schema = (spec.dataset.schema_ if spec else None) or plan.schemas.get(win.spec_name) \
                 or self._pinned.get(win.spec_name)
             try:
-                run = self._run_for(win, reason, schema, now)
+                run = self._run_for(win, detail, schema, now)
             except DataError as exc:
                 self._reject_window(plan, win, exc.headline)
                 continue
             runs.append(run)
             seen.extend(SeenKey(win.spec_name, key, run.run_id, now) for key in win.keys)
+        for name, detail in plan.stage.scheduled:
+            again = self._scheduled_run(name, detail, now)
+            if again is not None:
+                runs.append(again)
         return runs, seen
 
-    def _run_for(self, win: Window, reason: str, schema: Mapping[str, ColumnSpec] | None, now: float) -> RunRecord:
+    def _scheduled_run(self, spec_name: str, detail: TriggerDetail, now: float) -> RunRecord | None:
+        """A schedule slot with no open window: train the spec's latest window again (its files, no new offsets).
+
+        The run id derives from the spec and the slot, so the slot fired again (a retried step, a restart)
+        inserts nothing new.
+        """
+        latest = next((r for r in self.registry.list_runs(spec_name, limit=20) if r.uris and r.command_id is None),
+                      None)
+        if latest is None:
+            log.info("schedule %s of spec %s fired with no window ever stored: nothing to train on yet",
+                     detail.schedule, spec_name)
+            return None
+        return RunRecord(
+            run_id=scheduled_run_id(spec_name, float(detail.slot or now)), spec_name=spec_name,
+            dataset=latest.dataset, reason="schedule", event_ids=list(latest.event_ids), num_rows=latest.num_rows,
+            uris=list(latest.uris), created_at=now, updated_at=now, trigger_detail=detail,
+        )
+
+    def _run_for(self, win: Window, detail: TriggerDetail, schema: Mapping[str, ColumnSpec] | None,
+                 now: float) -> RunRecord:
         offsets = win.offsets()
         resets = {f"{t}:{p}": n for (t, p), n in self._resets.items()}
         run_id = run_id_for(win.dataset, offsets, spec_name=win.spec_name, resets=resets)
@@ -211,9 +234,10 @@ class Ingestor:
             uris.append(write_parquet(rows_table(rows, schema), self.store.join("inline", f"{run_id}.parquet")))
             kill_point("ingest.after_parquet")
         return RunRecord(
-            run_id=run_id, spec_name=win.spec_name, dataset=win.dataset, reason=reason,
+            run_id=run_id, spec_name=win.spec_name, dataset=win.dataset, reason=detail.kind,
             event_ids=[e.event_id for e in win.events], offsets=offsets, num_rows=win.num_rows, uris=uris,
             created_at=now, updated_at=now, timings={"window_s": round(now - win.opened_at, 3)},
+            trigger_detail=detail,
         )
 
     @staticmethod

@@ -18,15 +18,16 @@ import json
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamtune.config.jobspec import JobSpec
 
 __all__ = [
-    "TERMINAL_STATUSES", "AliasEvent", "ApiToken", "Lease", "ModelVersion", "OffsetReset", "RunAttempt", "RunRecord",
-    "RunStatus", "SeenKey", "SpecRecord", "run_id_for",
+    "TERMINAL_STATUSES", "AliasEvent", "ApiToken", "Degradation", "Lease", "ModelVersion", "OffsetReset", "RunAttempt",
+    "RunRecord", "RunStatus", "SeenKey", "SpecRecord", "TriggerDetail", "TriggerKind", "run_id_for",
+    "scheduled_run_id",
 ]
 
 
@@ -81,6 +82,48 @@ class RunAttempt(BaseModel):
     ended_at: float = Field(default_factory=time.time, description="Unix time it was found failed.")
 
 
+TriggerKind = Literal["min_rows", "max_wait", "drift", "degradation", "schedule", "replay", "manual"]
+
+
+class Degradation(BaseModel):
+    """The champion scored on a labelled window, against its gate holdout metric."""
+
+    metric: str = Field(description="The spec's metric (sweep.metric).")
+    live: float = Field(description="The champion's metric on the window's labelled rows.")
+    reference: float = Field(description="The champion's metric on its gate holdout.")
+    relative: float = Field(description="How much worse live is than reference, as a share of |reference| "
+                            "(positive: worse).")
+    rows: int = Field(description="Labelled rows scored.")
+    version: int = Field(description="The champion version scored.")
+
+
+class TriggerDetail(BaseModel):
+    """Why a run was triggered, with the numbers that decided it.
+
+    Example:
+        >>> TriggerDetail(kind="drift", rows=800, drift={"temp": 0.41}, threshold=0.2).kind
+        'drift'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: TriggerKind = Field(description="What fired.")
+    rows: int | None = Field(None, description="Rows in the window when it closed.")
+    waited_s: float | None = Field(None, description="Seconds the window had been open.")
+    drift: dict[str, float] | None = Field(
+        None, description="Per-feature drift of the window against the champion's training data (PSI or KS)."
+    )
+    drift_method: str | None = Field(None, description="'psi' or 'ks'.")
+    threshold: float | None = Field(None, description="The threshold that was passed (drift or degradation).")
+    degradation: Degradation | None = Field(None, description="The champion's live degradation, if that fired.")
+    schedule: str | None = Field(None, description="The cron expression that fired.")
+    slot: float | None = Field(None, description="Unix time of the schedule slot that fired.")
+    replay_id: str | None = Field(None, description="The replay this run belongs to.")
+    from_offset: int | None = Field(None, description="Replay: the first offset read.")
+    from_time: float | None = Field(None, description="Replay: the first event time read (Unix seconds).")
+    command_id: str | None = Field(None, description="The command that asked for it (manual, replay).")
+
+
 class RunRecord(BaseModel):
     """One run: a closed trigger window, the sweep it started, and what became of it.
 
@@ -125,6 +168,10 @@ class RunRecord(BaseModel):
     )
     retry_at: float | None = Field(
         None, description="Unix time the next attempt may start (backoff after a failed attempt); None: now."
+    )
+    trigger_detail: TriggerDetail | None = Field(
+        None, description="Why the run was triggered, with the numbers (rows, drift per feature, degradation, "
+        "schedule slot, replay); None for runs stored before it was recorded."
     )
 
     @property
@@ -346,3 +393,16 @@ class OffsetReset(BaseModel):
     reason: str = Field(description="Why, e.g. 'topic recreated'.")
     actor: str = Field(description="Who asked.")
     at: float = Field(default_factory=time.time, description="Unix time of the reset.")
+
+
+def scheduled_run_id(spec_name: str, slot: float) -> str:
+    """The run id of a schedule slot that fired with no open window (the latest window trained again).
+
+    Example:
+        >>> scheduled_run_id("sales", 1795660800.0) == scheduled_run_id("sales", 1795660800.0)
+        True
+        >>> scheduled_run_id("sales", 1795660800.0).startswith("r-")
+        True
+    """
+    body = json.dumps({"schedule": spec_name, "slot": round(slot, 3)}, sort_keys=True)
+    return "r-" + hashlib.sha256(body.encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ from typing import Any
 
 from streamtune.errors import RegistryError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS runs (
     offsets TEXT NOT NULL, num_rows INTEGER NOT NULL, uris TEXT NOT NULL, created_at REAL NOT NULL,
     updated_at REAL NOT NULL, sweep TEXT, gate TEXT, model_version INTEGER, error TEXT,
     timings TEXT NOT NULL, command_id TEXT, attempt INTEGER NOT NULL DEFAULT 1, attempts TEXT NOT NULL DEFAULT '[]',
-    retry_at REAL);
+    retry_at REAL, trigger_detail TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_spec ON runs (spec_name, created_at);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at);
 CREATE TABLE IF NOT EXISTS models (
@@ -97,6 +97,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "created_at REAL NOT NULL, PRIMARY KEY (name, version), UNIQUE (name, run_id))",
         "ALTER TABLE models ADD COLUMN manifest_sha256 TEXT",
     ),
+    # version 6 -> 7: each run records why it was triggered, with the numbers (runs stored before keep NULL).
+    7: ("ALTER TABLE runs ADD COLUMN trigger_detail TEXT",),
 }
 
 

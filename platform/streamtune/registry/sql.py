@@ -36,7 +36,8 @@ from streamtune.registry.sql_control import _OFFSET_UPSERT, SqlControl
 __all__ = ["SqlStore"]
 
 _RUN_COLUMNS = tuple(RunRecord.model_fields)
-_JSON_RUN_COLUMNS = frozenset({"event_ids", "offsets", "uris", "sweep", "gate", "timings", "attempts"})
+_JSON_RUN_COLUMNS = frozenset({"event_ids", "offsets", "uris", "sweep", "gate", "timings", "attempts",
+                               "trigger_detail"})
 _IMMUTABLE_RUN_FIELDS = frozenset({"run_id", "dataset", "offsets", "created_at"})
 _MODEL_COLUMNS = tuple(ModelVersion.model_fields)
 _MODEL_BY_RUN = "SELECT * FROM models WHERE name = ? AND run_id = ?"

@@ -97,7 +97,7 @@ class Intake:
         for rec, accepted in candidates:
             dups = sum(self._stage(rec, spec, ev, known[spec.name], plan, now) for spec, ev in accepted)
             plan.duplicates += dups == len(accepted)
-        stage.expire(dict(specs), now=now)
+        stage.tick(dict(specs), now=now)
         return plan
 
     def checker(self, spec: JobSpec) -> UriChecker:

@@ -1,4 +1,7 @@
-"""Trigger windows: coalesce data-arrival events per JobSpec until ``min_rows`` or ``max_wait``.
+"""Trigger windows: coalesce data-arrival events per JobSpec until a trigger closes them.
+
+The triggers (:mod:`streamtune.triggers.base`) decide: by default ``min_rows``, ``max_wait`` and the spec's
+schedule; the controller adds drift and degradation (:mod:`streamtune.triggers.drift`).
 
 A window closes on the event that brings it to ``trigger.min_rows``; the events after it open the next one,
 so a poll that brings many events closes as many windows as they fill. A window that waited ``max_wait``
@@ -19,8 +22,8 @@ Example:
     >>> stage = trig.stage()
     >>> for offset in range(3):
     ...     _ = stage.add(spec, WindowEvent(f"e{offset}", "t", 0, offset, 60, [f"/d/{offset}.parquet"]), now=0.0)
-    >>> [(w.offsets(), reason) for w, reason in stage.closed]
-    [({'t:0': [0, 1]}, 'min_rows')]
+    >>> [(w.offsets(), detail.kind, detail.rows) for w, detail in stage.closed]
+    [({'t:0': [0, 1]}, 'min_rows', 120)]
     >>> trig.adopt(stage)
     >>> trig.windows["demo"].offsets(), trig.windows["demo"].num_rows
     ({'t:0': [2, 2]}, 60)
@@ -28,11 +31,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamtune.config.jobspec import JobSpec
+from streamtune.registry.records import TriggerDetail
+from streamtune.triggers.base import Fired, Trigger, default_triggers
 
 __all__ = ["TriggerStage", "Window", "WindowEvent", "WindowTrigger", "event_keys"]
 
@@ -135,12 +140,20 @@ class Window:
 class TriggerStage:
     """One poll's changes to the windows, made on copies; see :meth:`WindowTrigger.stage`."""
 
-    def __init__(self, base: dict[str, Window]) -> None:
+    def __init__(self, base: dict[str, Window], triggers: Sequence[Trigger]) -> None:
         self._base = base
+        self._triggers = list(triggers)
         self.windows: dict[str, Window] = dict(base)
-        self.closed: list[tuple[Window, str]] = []
+        self.closed: list[tuple[Window, TriggerDetail]] = []
+        self.scheduled: list[Fired] = []
+        """Specs whose schedule fired with no open window: the ingestor trains their latest window again."""
         self._appended_from: dict[str, int] = {}  # key -> events already stored; -1: a new (or no) window
         self._closed_keys: dict[str, set[str]] = {}
+
+    @property
+    def fired(self) -> list[Fired]:
+        """Every trigger that fired in this stage: closed windows and scheduled runs."""
+        return [(w.spec_name, d) for w, d in self.closed] + self.scheduled
 
     def has_key(self, spec_name: str, key: str) -> bool:
         """True when ``key`` is in the spec's open window or in one of its windows closed in this stage."""
@@ -148,22 +161,31 @@ class TriggerStage:
         return (win is not None and key in win.keys) or key in self._closed_keys.get(spec_name, ())
 
     def add(self, spec: JobSpec, ev: WindowEvent, *, now: float) -> Window | None:
-        """Add ``ev`` to the spec's window; return the window if this event closed it (``min_rows``)."""
+        """Add ``ev`` to the spec's window; return the window if this event closed it (e.g. ``min_rows``)."""
         win = self._writable(spec, now)
         win.append(ev)
-        if win.num_rows >= spec.trigger.min_rows:
-            self._close(spec.name, "min_rows")
-            return win
+        for trigger in self._triggers:
+            detail = trigger.on_event(spec, win, now)
+            if detail is not None:
+                self._close(spec.name, detail)
+                return win
         return None
 
-    def expire(self, specs: dict[str, JobSpec], *, now: float) -> list[tuple[Window, str]]:
-        """Close every window of a known spec that has waited ``max_wait``; return them."""
+    def tick(self, specs: dict[str, JobSpec], *, now: float) -> list[tuple[Window, TriggerDetail]]:
+        """Ask every trigger about every known spec once; close the windows they fire on and return them."""
         done = []
-        for name, win in list(self.windows.items()):
-            spec = specs.get(name)
-            if spec is not None and win.events and now - win.opened_at >= spec.trigger.max_wait_s:
-                done.append(self._close(name, "max_wait"))
+        for name, spec in specs.items():
+            win = self.windows.get(name)
+            detail = self._ask(spec, win, now)
+            if detail is None:
+                continue
+            if win is not None and win.events:
+                done.append(self._close(name, detail))
+            elif detail.kind == "schedule":
+                self.scheduled.append((name, detail))
         return done
+
+    expire = tick
 
     def changes(self) -> tuple[dict[str, dict[str, Any] | None], dict[str, list[dict[str, Any]]]]:
         """What to store: ``(window states to replace or delete, events to append to stored windows)``."""
@@ -180,12 +202,21 @@ class TriggerStage:
                 states[key] = None
         return states, appends
 
+    def _ask(self, spec: JobSpec, win: Window | None, now: float) -> TriggerDetail | None:
+        for trigger in self._triggers:
+            detail = trigger.on_tick(spec, win, now)
+            if detail is not None:
+                return detail
+        return None
+
     def _writable(self, spec: JobSpec, now: float) -> Window:
         key = spec.name
         win = self.windows.get(key)
-        if win is not None and win.events and now - win.opened_at >= spec.trigger.max_wait_s:
-            self._close(key, "max_wait")
-            win = None
+        if win is not None and win.events:
+            detail = self._ask(spec, win, now)  # e.g. it waited max_wait: it closes before this event joins
+            if detail is not None:
+                self._close(key, detail)
+                win = None
         if win is None:
             win = self.windows[key] = Window(key, spec.dataset.name, now)
             self._appended_from[key] = -1
@@ -194,16 +225,20 @@ class TriggerStage:
             self._appended_from[key] = len(win.events)
         return win
 
-    def _close(self, key: str, reason: str) -> tuple[Window, str]:
+    def _close(self, key: str, detail: TriggerDetail) -> tuple[Window, TriggerDetail]:
         win = self.windows.pop(key)
         self._closed_keys.setdefault(key, set()).update(win.keys)
         self._appended_from[key] = -1
-        self.closed.append((win, reason))
-        return win, reason
+        self.closed.append((win, detail))
+        return win, detail
 
 
 class WindowTrigger:
     """The open windows of every spec, as stored; changed only by adopting a :class:`TriggerStage`.
+
+    Args:
+        state: The stored windows (:meth:`Registry.load_windows`).
+        triggers: What closes windows, asked in order (default: :func:`~streamtune.triggers.base.default_triggers`).
 
     Example:
         >>> trig = WindowTrigger({"demo": {"spec_name": "demo", "dataset": "sales", "opened_at": 5.0,
@@ -212,16 +247,22 @@ class WindowTrigger:
         ({'t:2': [7, 7]}, ['id:a'])
     """
 
-    def __init__(self, state: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, state: dict[str, dict[str, Any]] | None = None,
+                 triggers: Sequence[Trigger] | None = None) -> None:
         self.windows: dict[str, Window] = {k: Window.from_state(v) for k, v in (state or {}).items() if v}
+        self.triggers: list[Trigger] = list(triggers) if triggers is not None else default_triggers()
 
     def __iter__(self) -> Iterator[Window]:
         return iter(self.windows.values())
 
     def stage(self) -> TriggerStage:
         """A staged copy of the windows for one poll."""
-        return TriggerStage(self.windows)
+        return TriggerStage(self.windows, self.triggers)
 
     def adopt(self, stage: TriggerStage) -> None:
-        """Make a stage's windows the current ones (after the registry stored them)."""
+        """Make a stage's windows the current ones (after the registry stored them), and tell the triggers."""
         self.windows = stage.windows
+        fired = stage.fired
+        if fired:
+            for trigger in self.triggers:
+                trigger.adopt(fired)
