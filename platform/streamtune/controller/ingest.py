@@ -38,6 +38,7 @@ from streamtune.events.source import EventRecord, EventSource, Offsets
 from streamtune.faults import kill_point
 from streamtune.registry.base import Registry
 from streamtune.registry.records import RunRecord, SeenKey, TriggerDetail, run_id_for, scheduled_run_id
+from streamtune.triggers.base import Trigger, default_triggers
 from streamtune.triggers.intake import Intake, Plan
 from streamtune.triggers.window import Window, WindowTrigger
 
@@ -92,6 +93,8 @@ class Ingestor:
         platform_roots: The platform's own data folders, which a dataset with no ``uri_roots`` may name
             (default: the artifact store root only; the controller passes ``platform_roots(store.root, home)``).
         max_records: Most records one step polls.
+        triggers: What closes windows, asked in order (default:
+            :func:`~streamtune.triggers.base.default_triggers`: min_rows, max_wait, schedule).
 
     Example:
         >>> from streamtune.registry import open_registry
@@ -102,7 +105,8 @@ class Ingestor:
     """
 
     def __init__(self, registry: Registry, group: str, store: ArtifactStore, *,
-                 platform_roots: Sequence[str] | None = None, max_records: int = MAX_RECORDS) -> None:
+                 platform_roots: Sequence[str] | None = None, max_records: int = MAX_RECORDS,
+                 triggers: Sequence[Trigger] | None = None) -> None:
         self.registry = registry
         self.store = store
         self.group = group
@@ -111,7 +115,8 @@ class Ingestor:
         self.intake = Intake(self.platform_roots)
         self.stats = IngestStats()
         self.offsets: Offsets = {}
-        self.trigger = WindowTrigger()
+        self.triggers: list[Trigger] = list(triggers) if triggers is not None else default_triggers()
+        self.trigger = WindowTrigger(triggers=self.triggers)
         self._resets: Counter[tuple[str, int]] = Counter()
         self._pinned: dict[str, dict[str, ColumnSpec]] = {}
         self._rewind: Offsets = {}
@@ -286,7 +291,7 @@ class Ingestor:
 
     def _load(self) -> None:
         self.offsets = self.registry.load_offsets(self.group)
-        self.trigger = WindowTrigger(self.registry.load_windows())
+        self.trigger = WindowTrigger(self.registry.load_windows(), self.triggers)
         self._resets = Counter((r.topic, r.partition) for r in self.registry.offset_resets(self.group))
 
     @staticmethod

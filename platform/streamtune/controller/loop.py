@@ -33,6 +33,8 @@ from streamtune.registry.records import Lease, SpecRecord
 from streamtune.runtime.kafka import ensure_topic
 from streamtune.serving.records import AccessPolicy
 from streamtune.sweeps.checks import SpecChecks
+from streamtune.triggers.base import default_triggers
+from streamtune.triggers.drift import DegradationTrigger, DriftTrigger, Scorer, WindowMonitor
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,13 @@ def _checks_for(settings: Settings) -> SpecChecks | None:
     return RaySpecChecker(connect=lambda: join_ray(settings))
 
 
+def _scorer_for(settings: Settings) -> Scorer:
+    from streamtune.runtime.ray import join_ray
+    from streamtune.validation.live import RayChampionScorer
+
+    return RayChampionScorer(connect=lambda: join_ray(settings))
+
+
 def _jobs_for(settings: Settings) -> Jobs:
     from streamtune.sweeps.jobs_api import RayJobRunner
 
@@ -80,6 +89,9 @@ class Controller:
         checks: Checks of a submitted spec against its job (default: a Ray task per submit, see
             :class:`~streamtune.sweeps.checks.RaySpecChecker`, when ``jobs`` is the real Ray Jobs API; none when
             a ``jobs`` port is given, as unit tests do).
+        scorer: Scores the champion on a labelled window for the degradation trigger (default: a Ray task with
+            the job's code, see :class:`~streamtune.validation.live.RayChampionScorer`, when ``jobs`` is the
+            real Ray Jobs API and submit checks are on; none otherwise).
 
     Example:
         >>> ctrl = Controller(Settings.from_env())  # doctest: +SKIP
@@ -89,7 +101,7 @@ class Controller:
 
     def __init__(self, settings: Settings, *, registry: Registry | None = None, jobs: Jobs | None = None,
                  services: Serving | None = None, holder: str | None = None,
-                 checks: SpecChecks | None = None) -> None:
+                 checks: SpecChecks | None = None, scorer: Scorer | None = None) -> None:
         self.settings = settings
         self.registry = registry or open_registry(settings.registry_url)
         self.holder = holder or new_holder_id()
@@ -105,6 +117,9 @@ class Controller:
                                         else _checks_for(settings))
         self.reconciler = ServingReconciler(self.registry, self.services)
         self.guard = SpecGuard(self.registry)
+        if scorer is None and jobs is None and settings.submit_checks:
+            scorer = _scorer_for(settings)
+        self.monitor = WindowMonitor(self.registry, scorer=scorer)  # drift and degradation, off the ingest loop
         self.topic_backoff = TopicBackoff()
         self._code_ok: set[str] = set()  # job.code_uri values seen in the store
         self._dlq_ready = False
@@ -141,8 +156,7 @@ class Controller:
         self.registry.fence(lease)
         self.services.fence = lease.token
         self._apply_policy()  # before the first reconcile: a recreated board must come up closed
-        self.ingestor = Ingestor(self.registry, self.settings.consumer_group, self.store,
-                                 platform_roots=self.data_roots)
+        self.ingestor = self._new_ingestor()
         self._topics, self._next_reconcile = (), 0.0
         self.topic_backoff, self._dlq_ready = TopicBackoff(), False
         self._active.set()
@@ -236,8 +250,12 @@ class Controller:
     def _reload_ingest(self) -> None:
         assert self.ingestor is not None
         self._close_source()
-        self.ingestor = Ingestor(self.registry, self.settings.consumer_group, self.store,
-                                 platform_roots=self.data_roots)
+        self.ingestor = self._new_ingestor()
+
+    def _new_ingestor(self) -> Ingestor:
+        """An ingestor with every trigger: min_rows, max_wait, schedule, drift and degradation."""
+        return Ingestor(self.registry, self.settings.consumer_group, self.store, platform_roots=self.data_roots,
+                        triggers=default_triggers(DriftTrigger(self.monitor), DegradationTrigger(self.monitor)))
 
     def access_policy(self) -> AccessPolicy:
         """Who may call the model endpoints: the registry's active API tokens, unless in local mode."""
@@ -348,6 +366,7 @@ class Controller:
         if self._thread is not None:
             self._thread.join(timeout_s)
         self._close_source()
+        self.monitor.close()
         if self.active:
             self._active.clear()
             self.keeper.release()

@@ -494,6 +494,7 @@ def _lineage(run: RunRecord, result: SweepResult, spec: JobSpec) -> dict[str, An
         "code_uri": spec.job.code_uri, "command_id": run.command_id,
         "node_id": result.best.node_id, "trial_nodes": {t.trial_id: t.node_id for t in result.trials},
         "approved_by": ((run.gate or {}).get("approval") or {}).get("by"),  # promotion: manual
+        "reference_uri": result.reference_uri,  # the drift trigger's reference while this version is champion
         "training_policy": spec.dataset.training.policy,
         "training_windows": result.snapshot.get("windows", []),  # earlier windows read: run id, files, offsets
         "refit": None if result.refit is None else {"trial_id": result.refit.trial_id,

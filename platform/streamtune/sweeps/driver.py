@@ -17,9 +17,12 @@ import json
 import sys
 from typing import Any
 
+import pyarrow as pa
+
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.data.snapshot import Snapshot, Splits
+from streamtune.data.stats import reference_stats
 from streamtune.sweeps.failures import JobFailure, check_trial_resources, error_uri
 from streamtune.sweeps.refit import refit
 from streamtune.sweeps.runner import pick_best, run_tune, timed
@@ -30,6 +33,7 @@ from streamtune.validation.data_gate import DataGateFailed, check_data
 from streamtune.validation.smoke import smoke_test
 
 RESULT = "result.json"
+REFERENCE = "reference.json"
 
 
 def result_uri(out_uri: str) -> str:
@@ -62,6 +66,13 @@ def _refit(req: SweepRequest, spec: JobSpec, best: TrialSummary, splits: Splits,
     return best.model_copy(update={"artifact_uri": uri, "manifest_sha256": digest}), summary
 
 
+def write_reference(out_uri: str, splits: Splits, features: list[str]) -> str:
+    """Store the per-feature statistics of the training rows (train + valid) as ``reference.json``."""
+    rows = pa.concat_tables([splits.train, splits.valid], promote_options="default")
+    uri = f"{out_uri.rstrip('/')}/{REFERENCE}"
+    return ArtifactStore(uri).put_text(uri, reference_stats(rows, features).model_dump_json())
+
+
 def _trial_holdout(req: SweepRequest, spec: JobSpec, trial: TrialSummary, holdout: Any) -> float | None:
     """The winning trial's own model on the holdout, for the record beside its refit's score."""
     alone = req.model_copy(update={"champion": None, "out_uri": f"{req.out_uri.rstrip('/')}/trial-holdout"})
@@ -89,13 +100,14 @@ def run(req: SweepRequest) -> SweepResult:
     if spec.validation.refit:
         trial = best
         (best, refit_summary), t_refit = timed(lambda: _refit(req, spec, trial, splits, snap.features))
+    reference = write_reference(req.out_uri, splits, snap.features)
     holdout, t_eval = timed(lambda: score_holdout(req, spec, best, splits.holdout))
     if refit_summary is not None:
         refit_summary.trial_holdout = _trial_holdout(req, spec, trial, splits.holdout)
     smoke = smoke_test(spec.job.entrypoint, str(best.artifact_uri), splits.holdout, label=spec.dataset.label,
                        manifest_sha256=best.manifest_sha256)
     return SweepResult(
-        run_id=req.run_id, best=best, trials=trials, holdout=holdout, refit=refit_summary,
+        run_id=req.run_id, best=best, trials=trials, holdout=holdout, refit=refit_summary, reference_uri=reference,
         snapshot={"fingerprint": snap.fingerprint, "num_rows": snap.num_rows, "uris": snap.uris,
                   "features": snap.features, "split": spec.validation.split,
                   "rows": {"train": splits.train.num_rows, "valid": splits.valid.num_rows,

@@ -126,6 +126,10 @@ class SweepResult(BaseModel):
     snapshot: dict[str, Any] = Field(description="fingerprint, num_rows, uris of the snapshot.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per step.")
     data_gate: DataGateReport | None = Field(None, description="The data gate's report on the snapshot (passed).")
+    reference_uri: str | None = Field(
+        None, description="reference.json beside result.json: per-feature statistics of the training rows "
+        "(streamtune.data.stats), the drift trigger's reference once this model is champion."
+    )
     refit: RefitSummary | None = Field(
         None, description="The refit of the winner (validation.refit); then `best` points at the refit model."
     )
