@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 from streamtune.cli.app import JSON_OPTION, REASON_OPTION, app, console, guard, print_json
 from streamtune.cli.gate_view import show_run
 from streamtune.config.settings import Settings
+from streamtune.errors import ConfigError
 from streamtune.registry.commands import CommandRecord
 from streamtune.sdk.client import Client
 
@@ -92,6 +94,33 @@ def run_now(name: str = typer.Argument(..., help="Spec name."), reason: str = RE
             as_json: bool = JSON_OPTION) -> None:
     """Queue a manual run over the data of the spec's most recent window."""
     guard(lambda: _done(_client().run_now(name, reason=reason), as_json))
+
+
+@app.command()
+def replay(name: str = typer.Argument(..., help="Spec name."),
+           from_offset: int | None = typer.Option(None, "--from-offset", help="First offset, in every partition."),
+           from_time: str | None = typer.Option(
+               None, "--from-time", help="Start at the first record at or after this time: ISO 8601 "
+               "(2026-11-01T00:00:00+00:00) or Unix seconds."),
+           reason: str = REASON_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Rebuild a spec's windows from Kafka's retained history as replay runs (a backfill)."""
+    guard(lambda: _done(_client().replay(name, from_offset=from_offset, from_time=_when(from_time),
+                                         reason=reason), as_json))
+
+
+def _when(text: str | None) -> float | None:
+    """Unix seconds from ISO 8601 or a number; a clear error naming the option otherwise."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ConfigError(f'Got "{text}" for --from-time; must be ISO 8601 (2026-11-01T00:00:00+00:00) or Unix '
+                          "seconds") from None
 
 
 runs_app = typer.Typer(

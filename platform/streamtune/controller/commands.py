@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from streamtune.artifacts.code import pack_code, store_code
@@ -26,6 +27,7 @@ from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.promotions import COMMAND_PREFIX, PromotionWorker
+from streamtune.controller.replay import HistoryReader, build_replay_runs
 from streamtune.controller.runs import approve_run, retry_failed_run
 from streamtune.errors import CommandFailed, FencedError, StreamtuneError
 from streamtune.faults import kill_point
@@ -39,6 +41,7 @@ from streamtune.registry.commands import (
     DeleteSpec,
     PauseSpec,
     Promote,
+    Replay,
     ResumeSpec,
     RetryRun,
     Rollback,
@@ -67,6 +70,9 @@ class CommandExecutor:
         promotions: When given, ``promote`` and ``rollback`` swap in this worker, off the caller's thread: the
             command stays ``running`` until a later :meth:`step` finds the swap done and records it (the
             controller passes its run advancer's worker, so one spec never has two swaps at once).
+        history: Reads a topic's retained history for ``replay`` (the controller passes
+            :func:`~streamtune.events.history.read_history` on its broker); None: replays are refused.
+        platform_roots: The platform's own data folders, for the URI checks of replayed events.
         checks: When given, ``submit`` checks the spec against its job before storing it (entrypoint and class
             exist, metric known with the direction of ``sweep.mode``, no unknown param); the controller passes a
             :class:`~streamtune.sweeps.checks.RaySpecChecker`, so the job's code is imported only in a Ray task,
@@ -75,8 +81,11 @@ class CommandExecutor:
 
     def __init__(self, registry: Registry, jobs: Jobs | Any, services: Serving | Any, holder: str,
                  store: ArtifactStore | None = None, *, promotions: PromotionWorker | None = None,
-                 checks: SpecChecks | None = None) -> None:
+                 checks: SpecChecks | None = None, history: HistoryReader | None = None,
+                 platform_roots: Sequence[str] = ()) -> None:
         self.registry = registry
+        self.history = history
+        self.platform_roots = list(platform_roots)
         self.jobs = jobs
         self.services = services
         self.holder = holder
@@ -139,6 +148,8 @@ class CommandExecutor:
             run = retry_failed_run(self.registry, command.run_id, _who(record))
             return CommandOutcome(message=f"run {run.run_id} queued again as attempt {run.attempt} "
                                           f"(Ray Job {run.submission_id})", run_id=run.run_id)
+        if isinstance(command, Replay):
+            return self._replay(command, record)
         return self._run_now(command, record)
 
     # -- specs -------------------------------------------------------------------------------------
@@ -302,6 +313,22 @@ class CommandExecutor:
         self.registry.commit_window("", {}, {}, [run])  # idempotent: a rerun of this command inserts nothing
         return CommandOutcome(message=f"manual run {run.run_id} queued over the data of run {source.run_id}",
                               run_id=run.run_id)
+
+
+    def _replay(self, command: Replay, record: CommandRecord) -> CommandOutcome:
+        spec = self._spec(command.spec).spec
+        if self.history is None or self.store is None:
+            raise CommandFailed(f"this controller cannot replay {command.spec}: it has no broker to read history from")
+        records = self.history(spec.trigger.topic, command)
+        runs = build_replay_runs(spec, command, record.id, records, self.store, self.platform_roots)
+        if not runs:
+            raise CommandFailed(f"replay of {command.spec} found no events of dataset {spec.dataset.name} on "
+                                f"{spec.trigger.topic} from {command.describe().split(' from ', 1)[1]}",
+                                fix="check the start, and the topic's retention (retention.ms)")
+        inserted = self.registry.commit_window("", {}, {}, runs)  # idempotent: carried out again, inserts nothing
+        rows = sum(r.num_rows for r in runs)
+        return CommandOutcome(message=f"replay of {command.spec}: {len(runs)} window(s), {rows} rows, "
+                                      f"{len(inserted)} run(s) queued", run_id=runs[0].run_id)
 
 
 def _manual_run(source: RunRecord, record: CommandRecord) -> RunRecord:

@@ -5,9 +5,10 @@ request (:class:`~streamtune.sweeps.schema.TrainingWindow`), so the job reads th
 Arrow dataset and the lineage records exactly which windows, files and offsets were read.
 
 Earlier windows are the spec's trigger windows stored before this run that name data files, except those whose
-data gate failed (their rows were refused) and those whose files are all already taken. Manual runs
-(``run_now``) are not windows: they re-read an existing window's files. ``sliding`` keeps the last ``windows`` windows (this run's included) and/or those stored within
-``span`` seconds of this run; ``expanding`` keeps every one.
+data gate failed (their rows were refused) and those whose files are all already taken. Manual and replay runs
+(which name the command that asked for them) are not windows: they re-read data already read. ``sliding``
+keeps the last ``windows`` windows (this run's included) and/or those stored within ``span`` seconds of this
+run; ``expanding`` keeps every one.
 
 Example:
     >>> from streamtune.config.jobspec import TrainingDataSpec
@@ -52,7 +53,8 @@ def pick_windows(policy: TrainingDataSpec, run: RunRecord, earlier: Iterable[Run
         return []
     taken = set(run.uris)
     candidates = sorted((r for r in earlier if r.run_id != run.run_id and r.uris and r.created_at <= run.created_at
-                         and r.command_id is None and not _data_gate_failed(r)), key=lambda r: (r.created_at, r.run_id), reverse=True)
+                         and r.command_id is None and not _data_gate_failed(r)),
+                        key=lambda r: (r.created_at, r.run_id), reverse=True)
     picked: list[TrainingWindow] = []
     for r in candidates:  # newest first, so "the last N windows" counts from this run back
         if policy.policy == "sliding":

@@ -13,6 +13,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.settings import Settings
@@ -25,10 +26,11 @@ from streamtune.controller.reconcile import ServingReconciler
 from streamtune.controller.runs import RunAdvancer
 from streamtune.data.uris import platform_roots
 from streamtune.errors import ConfigError, FencedError, StreamtuneError
-from streamtune.events.source import EventSource, KafkaEventSource
+from streamtune.events.history import read_history
+from streamtune.events.source import EventRecord, EventSource, KafkaEventSource
 from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
-from streamtune.registry.commands import CommandStatus, DeleteSpec
+from streamtune.registry.commands import CommandStatus, DeleteSpec, Replay
 from streamtune.registry.records import Lease, SpecRecord
 from streamtune.runtime.kafka import ensure_topic
 from streamtune.serving.records import AccessPolicy
@@ -114,7 +116,8 @@ class Controller:
         self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder, self.store,
                                         promotions=self.advancer.promotions,
                                         checks=checks if checks is not None or jobs is not None
-                                        else _checks_for(settings))
+                                        else _checks_for(settings),
+                                        history=self._read_history, platform_roots=self.data_roots)
         self.reconciler = ServingReconciler(self.registry, self.services)
         self.guard = SpecGuard(self.registry)
         if scorer is None and jobs is None and settings.submit_checks:
@@ -251,6 +254,11 @@ class Controller:
         assert self.ingestor is not None
         self._close_source()
         self.ingestor = self._new_ingestor()
+
+    def _read_history(self, topic: str, command: Replay) -> Iterator[EventRecord]:
+        """A replay's records: the topic from the command's start to its end now, on a consumer of its own."""
+        return read_history(self.settings.bootstrap, topic, from_offset=command.from_offset,
+                            from_time=command.from_time)
 
     def _new_ingestor(self) -> Ingestor:
         """An ingestor with every trigger: min_rows, max_wait, schedule, drift and degradation."""

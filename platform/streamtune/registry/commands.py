@@ -21,7 +21,7 @@ import uuid
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streamtune.config.jobspec import JobSpec
 from streamtune.serving.records import SwapReport
@@ -29,7 +29,7 @@ from streamtune.serving.records import SwapReport
 __all__ = [
     "ApproveRun", "CancelRun", "Command", "CommandOutcome", "DeleteSpec", "CommandRecord", "CommandStatus",
     "PauseSpec", "Promote",
-    "ResumeSpec", "RetryRun", "Rollback", "RunNow", "SubmitSpec", "new_command_id",
+    "Replay", "ResumeSpec", "RetryRun", "Rollback", "RunNow", "SubmitSpec", "new_command_id",
 ]
 
 
@@ -132,6 +132,42 @@ class RunNow(_Command):
         return f"run {self.spec} now"
 
 
+class Replay(_Command):
+    """Rebuild a spec's windows from Kafka's retained history, with a consumer of its own, as replay runs.
+
+    The controller reads the spec's topic from ``from_offset`` (every partition) or from the first record at or
+    after ``from_time``, up to the end offsets when the replay starts, and closes windows by the spec's
+    ``min_rows`` (the last, partial one at the end). Replay runs get ids of their own (from the replay's command
+    id and the offsets), reason ``replay``, and skip live deduplication: they never collide with live windows,
+    never move the live offsets, and mark nothing as seen.
+
+    Example:
+        >>> Replay(spec="sales", from_offset=0).describe()
+        'replay sales from offset 0'
+        >>> Replay(spec="sales")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for Replay
+        ...exactly one of from_offset and from_time...
+    """
+
+    kind: Literal["replay"] = Field("replay", description="Command kind.")
+    spec: str = Field(description="Spec name.")
+    from_offset: int | None = Field(None, ge=0, description="First offset read, in every partition of the topic.")
+    from_time: float | None = Field(
+        None, ge=0, description="Read from the first record at or after this Unix time (Kafka record timestamps)."
+    )
+
+    @model_validator(mode="after")
+    def _one_start(self) -> Replay:
+        if (self.from_offset is None) == (self.from_time is None):
+            raise ValueError("a replay starts at exactly one of from_offset and from_time")
+        return self
+
+    def describe(self) -> str:
+        start = f"offset {self.from_offset}" if self.from_offset is not None else f"time {self.from_time:.0f}"
+        return f"replay {self.spec} from {start}"
+
+
 class RetryRun(_Command):
     """Start a new attempt of a failed run at once (a new Ray Job over the same window)."""
 
@@ -159,7 +195,7 @@ class ApproveRun(_Command):
 
 Command = Annotated[
     SubmitSpec | PauseSpec | ResumeSpec | DeleteSpec | Promote | Rollback | CancelRun | RunNow | RetryRun
-    | ApproveRun,
+    | ApproveRun | Replay,
     Field(discriminator="kind"),
 ]
 """Any command; the ``kind`` field tells which."""
