@@ -73,6 +73,8 @@ def test_commands_from_the_sdk_are_carried_out_and_recorded(kafka_bootstrap, ray
         manual = client.run_now("sdk-gbdt", reason="same data, new code")
         run = client.run(manual.outcome.run_id)
         assert (run.reason, run.command_id, run.event_ids) == ("manual", manual.id, run2.event_ids)
+        assert (run.trigger_detail.kind, run.trigger_detail.command_id) == ("manual", manual.id)
+        assert run2.trigger_detail.kind == run2.reason and run2.trigger_detail.rows == run2.num_rows
         cancelled = other.cancel(run.run_id, reason="not needed")
         assert cancelled.outcome.run_id == run.run_id
         run = client.run(run.run_id)

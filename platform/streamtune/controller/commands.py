@@ -48,7 +48,14 @@ from streamtune.registry.commands import (
     RunNow,
     SubmitSpec,
 )
-from streamtune.registry.records import TERMINAL_STATUSES, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.registry.records import (
+    TERMINAL_STATUSES,
+    ModelVersion,
+    RunRecord,
+    RunStatus,
+    SpecRecord,
+    TriggerDetail,
+)
 from streamtune.serving.records import ModelRef
 from streamtune.sweeps.checks import SpecChecks
 
@@ -336,7 +343,7 @@ def _manual_run(source: RunRecord, record: CommandRecord) -> RunRecord:
     return RunRecord(
         run_id=f"r-{digest}", spec_name=source.spec_name, dataset=source.dataset, reason="manual",
         event_ids=source.event_ids, offsets=source.offsets, num_rows=source.num_rows, uris=source.uris,
-        command_id=record.id,
+        command_id=record.id, trigger_detail=TriggerDetail(kind="manual", rows=source.num_rows, command_id=record.id),
     )
 
 
