@@ -78,7 +78,8 @@ def categorical_columns(table: pa.Table, features: Sequence[str]) -> list[str]:
         >>> categorical_columns(t, ["x", "ok", "city", "tag"])
         ['city', 'tag']
     """
-    return [name for name in features if not _is_number(table.schema.field(name).type)]
+    schema = table.schema
+    return [name for name in features if name in schema.names and not _is_number(schema.field(name).type)]
 
 
 def _frame(table: pa.Table, features: Sequence[str], categorical: Sequence[str]) -> pd.DataFrame:
@@ -100,7 +101,7 @@ def _frame(table: pa.Table, features: Sequence[str], categorical: Sequence[str])
             columns[name] = col.to_pandas().astype("category")
         else:
             try:
-                col = col.cast(pa.float64())
+                col = col.cast(pa.float64(), safe=False)  # ids past 2**53 round, as LightGBM's floats would
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise DataError(f'Got {col.type} values for feature column "{name}"; the model was trained with '
                                 f"numbers there ({exc})") from None
@@ -228,6 +229,8 @@ class Job(BaseJob):
         categorical = (json.loads((folder / "categorical.json").read_text())
                        if (folder / "categorical.json").exists() else None)
         booster = lgb.Booster(model_file=str(folder / "model.txt"))
+        if classes is None and str(booster.params.get("objective", "")).startswith("binary"):
+            classes = [0, 1]  # saved before classes.json: binary models were trained on 0/1 labels
         return GbdtPredictor(booster, features, classes, categorical)
 
 

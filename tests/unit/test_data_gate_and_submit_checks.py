@@ -146,7 +146,8 @@ def test_the_template_job_declares_its_params_and_metrics():
     spec = JobSpec.model_validate({**_spec().model_dump(mode="json"), "job": {
         "entrypoint": "jobs.tabular_gbdt:Job", "params": {"objective": "binary"}}})
     assert contract_problems(spec, Gbdt) == ['Got "rmse" for sweep.metric; job jobs.tabular_gbdt:Job reports '
-                                             "only ['accuracy', 'logloss']", 'Got "lr" for a dimension of '
+                                             "only ['accuracy', 'auc', 'balanced_accuracy', 'f1', 'logloss', "
+                                             "'pr_auc']", 'Got "lr" for a dimension of '
                                              "sweep.space; job jobs.tabular_gbdt:Job takes only " +
                                              str(sorted(Gbdt.params))]
 

@@ -167,6 +167,9 @@ def test_metrics_for_each_objective_and_their_directions():
             "logloss": "min", "accuracy": "max", "auc": "max", "pr_auc": "max", "f1": "max",
             "balanced_accuracy": "max"}
     assert Job.metrics_for({}) == Job.metrics
+    from streamtune.validation.metrics import DIRECTIONS
+
+    assert dict(Job.metrics) == {n: DIRECTIONS[n] for n in Job.metrics}   # the platform's table agrees
     with pytest.raises(ConfigError, match='"poisson" for objective'):
         Job.metrics_for({"objective": "poisson"})
     assert {"is_unbalance", "scale_pos_weight"} <= Job.params
@@ -189,3 +192,13 @@ def test_bad_labels_fail_with_a_message_naming_the_column(tmp_path):
     mixed = strings.set_column(strings.schema.get_field_index("y"), "y", pa.array([None] + [1] * 99, pa.int64()))
     with pytest.raises(DataError, match="null labels"):
         _fit(tmp_path, mixed, mixed, objective="binary")
+
+
+def test_a_binary_model_saved_before_classes_json_loads_as_a_0_1_classifier(tmp_path):
+    train = _table(300, seed=1, positives=0.4)
+    ctx, _ = _fit(tmp_path, train, train, objective="binary")
+    (ctx.folder / "classes.json").unlink()
+    (ctx.folder / "categorical.json").unlink()          # the string columns are still found in the batch
+    predictor = Job().load(ctx.folder)
+    assert predictor.classes == [0, 1] and set(predictor.predict(train)) <= {0, 1}
+    assert predictor.predict_scores(train).shape == (300,)

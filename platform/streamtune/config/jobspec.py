@@ -302,6 +302,26 @@ class SweepSpec(_Spec):
             raise ValueError(f"grace_period ({self.grace_period}) must not exceed max_t ({self.max_t})")
         return self
 
+    def direction_problem(self) -> str | None:
+        """Why ``mode`` is wrong for a metric the platform knows (its direction in
+        :data:`streamtune.validation.metrics.DIRECTIONS`), or None. :meth:`JobSpec.parse` raises it; plain
+        ``model_validate`` does not, so specs stored before the check still load (submit checks them against the
+        job, :func:`streamtune.sweeps.checks.contract_problems`).
+
+        Example:
+            >>> sweep = SweepSpec(metric="auc", mode="min", space={"a": {"type": "int", "low": 1, "high": 3}})
+            >>> sweep.direction_problem()
+            'Got "min" for sweep.mode; metric auc is better when higher, so mode must be "max"'
+        """
+        from streamtune.validation.metrics import DIRECTIONS  # here: streamtune.validation imports this module
+
+        want = DIRECTIONS.get(self.metric)
+        if want is None or self.mode == want:
+            return None
+        better = "higher" if want == "max" else "lower"
+        return (f'Got "{self.mode}" for sweep.mode; metric {self.metric} is better when {better}, so mode must be '
+                f'"{want}"')
+
 
 class SliceSpec(_Spec):
     """A slice of the holdout the challenger must not regress on beyond ``max_regression``.
@@ -514,7 +534,8 @@ class JobSpec(_Spec):
 
     @classmethod
     def parse(cls, data: Any, *, source: str | None = None) -> JobSpec:
-        """Validate a mapping into a JobSpec, raising :class:`ConfigError` that names field, value, rule.
+        """Validate a mapping into a JobSpec, raising :class:`ConfigError` that names field, value, rule; a metric
+        the platform knows must have its direction as ``sweep.mode`` (:meth:`SweepSpec.direction_problem`).
 
         Example:
             >>> JobSpec.parse({"name": "x"})  # doctest: +IGNORE_EXCEPTION_DETAIL
@@ -524,9 +545,13 @@ class JobSpec(_Spec):
         if not isinstance(data, dict):
             raise ConfigError(f'Got "{type(data).__name__}" for the JobSpec; must be a mapping of keys')
         try:
-            return cls.model_validate(data)
+            spec = cls.model_validate(data)
         except ValidationError as exc:
             raise format_validation_error(exc, source=source) from None
+        problem = spec.sweep.direction_problem()
+        if problem is not None:
+            raise ConfigError(problem + (f" in {source}" if source else ""))
+        return spec
 
 
 def load_jobspec(path: str | Path) -> JobSpec:

@@ -1,8 +1,9 @@
 """The model gate as the controller runs it: evidence from the sweep's ``result.json`` and per-row scores.
 
 The sweep job wrote the headline numbers (:class:`HoldoutScores`) and ``holdout_scores.parquet`` (both models'
-per-row metric terms on the same holdout rows, and the slice columns); this reads them and hands them to
-:class:`MetricGate`, whose :class:`GateReport` the run stores.
+per-row scores, encoded labels and metric terms on the same holdout rows, and the slice columns); this reads them
+for the run's metric (:meth:`PairedRows.from_table`) and hands them to :class:`MetricGate`, whose
+:class:`GateReport` the run stores.
 
 Example:
     >>> from streamtune.config import ValidationSpec
@@ -38,7 +39,7 @@ def gate_evidence(holdout: HoldoutScores, *, mode: Literal["min", "max"], snapsh
     paired, scores_error = None, None
     if holdout.scores_uri is not None:
         try:
-            paired = PairedRows.from_table(read_scores(holdout.scores_uri))
+            paired = PairedRows.from_table(read_scores(holdout.scores_uri), metric=holdout.metric)
         except Exception as exc:  # the gate then says it has no per-row scores, and why
             scores_error = f"cannot read {holdout.scores_uri}: {type(exc).__name__}: {exc}"
             log.warning("gate: %s", scores_error)

@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from streamtune.config.jobspec import JobSpec
 from streamtune.errors import ConfigError
+from streamtune.validation.metrics import DIRECTIONS
 
 __all__ = ["METRIC_DIRECTIONS", "RaySpecChecker", "SpecChecks", "check_job_contract", "contract_problems",
            "metric_direction"]
@@ -28,6 +29,7 @@ METRIC_DIRECTIONS: dict[str, Literal["min", "max"]] = {
     "error": "min", "brier": "min",
     "accuracy": "max", "auc": "max", "roc_auc": "max", "r2": "max", "f1": "max", "precision": "max",
     "recall": "max", "ndcg": "max", "map": "max",
+    **DIRECTIONS,  # every metric the platform itself scores (validation/metrics.py)
 }
 """Metrics whose better direction is known whatever the job: lower is better (min) or higher (max)."""
 

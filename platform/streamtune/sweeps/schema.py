@@ -106,8 +106,9 @@ class HoldoutScores(BaseModel):
         "tampered artifact, load error); the gate rejects the challenger then, unless on_champion_error: promote."
     )
     scores_uri: str | None = Field(
-        None, description="holdout_scores.parquet beside result.json: label, both models' predictions and per-row "
-        "metric terms, slice columns (streamtune.validation.holdout)."
+        None, description="holdout_scores.parquet beside result.json: the label, each model's scores, its encoded "
+        "label and (for metrics that are a mean of per-row terms) per-row metric terms, and the slice columns "
+        "(streamtune.validation.holdout)."
     )
     predict_ms_p50: float | None = Field(None, description="Challenger's median one-row predict latency, in ms.")
     predict_ms_p99: float | None = Field(None, description="Challenger's p99 one-row predict latency, in ms.")

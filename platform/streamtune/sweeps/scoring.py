@@ -3,8 +3,11 @@
 The holdout is the snapshot's rows that no trial trained or tuned on (:meth:`Snapshot.split`). Each model is
 loaded from a private, verified copy of its artifact and predicts the whole holdout; the challenger also
 predicts up to ``LATENCY_ROWS`` rows one at a time (the p50/p99 of a one-row predict) and its folder's size is
-taken. The per-row predictions and metric terms of both models, with the columns the spec's slices use, go to
-``holdout_scores.parquet`` beside ``result.json``; :class:`HoldoutScores` keeps the headline numbers.
+taken. The metric scores each model's :meth:`~streamtune.job.Predictor.predict_scores` against the label, encoded
+by that model's own ``classes`` for a classifier (:func:`~streamtune.validation.labels.encode_labels`: the
+champion may know other classes than the challenger). Both models' per-row scores, encoded labels and metric terms,
+with the columns the spec's slices use, go to ``holdout_scores.parquet`` beside ``result.json``
+(:func:`~streamtune.validation.holdout.scores_table`); :class:`HoldoutScores` keeps the headline numbers.
 
 A champion that cannot be scored (a column it needs is gone, its artifact is deleted or tampered, it fails to
 load or predict) is recorded in ``champion_error``, never dropped: the gate rejects the challenger then.
@@ -21,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +36,7 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.job import load_job_class
 from streamtune.sweeps.schema import HoldoutScores, SweepRequest, TrialSummary
 from streamtune.validation.holdout import HOLDOUT_SCORES, scores_table
+from streamtune.validation.labels import encode_labels
 from streamtune.validation.metrics import get_metric
 
 LATENCY_ROWS = 100
@@ -41,28 +46,42 @@ _WARMUP = 3
 
 @dataclass(frozen=True)
 class Predictions:
-    """One model's predictions on the holdout, with what loading and predicting it measured."""
+    """One model's scores on the holdout (:meth:`Predictor.predict_scores`: (rows,) or (rows, K)), its classes
+    (None for regression), with what loading and predicting it measured."""
 
     values: np.ndarray
     artifact_bytes: int
     batch_ms: float
     row_ms: list[float]
+    classes: list[Any] | None = None
+
+    def truth(self, label: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """The label as this model's metric takes it: encoded by its classes, or the values for regression."""
+        if self.classes is not None:
+            return encode_labels(label, self.classes)
+        return np.asarray(label.to_numpy())
 
 
 def predict_holdout(entrypoint: str, artifact_uri: str, holdout: pa.Table, *, manifest_sha256: str | None = None,
                     latency_rows: int = 0) -> Predictions:
-    """Load a model from a private, verified copy and predict every holdout row (and ``latency_rows`` rows one
-    at a time, timed).
+    """Load a model from a private, verified copy and score every holdout row (:meth:`Predictor.predict_scores`;
+    and ``predict`` ``latency_rows`` rows one at a time, timed).
 
     Raises:
-        Exception: whatever fetching, verifying, loading or predicting raised; a wrong prediction count is a
-            ValueError naming both counts.
+        Exception: whatever fetching, verifying, loading or predicting raised; scores of the wrong shape are a
+            ValueError naming the shapes.
     """
     with fetch_verified(artifact_uri, manifest_sha256=manifest_sha256) as folder:
         size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
         predictor = load_job_class(entrypoint)().load(folder)
+        raw_classes = getattr(predictor, "classes", None)
+        classes = None if raw_classes is None else list(raw_classes)
+        scorer = getattr(predictor, "predict_scores", None)
         t0 = time.perf_counter()
-        values = np.asarray(list(predictor.predict(holdout)), dtype=float)
+        if callable(scorer):
+            values = np.asarray(scorer(holdout), dtype=float)
+        else:  # a predictor that is no streamtune.job.Predictor: its predictions are the scores
+            values = np.asarray(list(predictor.predict(holdout)), dtype=float)
         batch_ms = (time.perf_counter() - t0) * 1000
         row_ms: list[float] = []
         n = min(latency_rows, holdout.num_rows)
@@ -72,9 +91,27 @@ def predict_holdout(entrypoint: str, artifact_uri: str, holdout: pa.Table, *, ma
             predictor.predict(row)
             if i >= min(_WARMUP, n):
                 row_ms.append((time.perf_counter() - t0) * 1000)
-    if values.shape != (holdout.num_rows,):
-        raise ValueError(f"predictor returned {values.size} predictions for {holdout.num_rows} holdout rows")
-    return Predictions(values, size, batch_ms, row_ms)
+    _check_scores(values, classes, holdout.num_rows)
+    return Predictions(values, size, batch_ms, row_ms, classes)
+
+
+def _check_scores(values: np.ndarray, classes: list[Any] | None, rows: int) -> None:
+    """Scores must be one per row: (rows,), or (rows, K) for a classifier of K classes.
+
+    Example:
+        >>> _check_scores(np.zeros((3, 2)), ["a", "b", "c"], 3)
+        Traceback (most recent call last):
+        ValueError: predictor returned scores of shape (3, 2) for 3 classes; multiclass scores must be (rows, 3)
+    """
+    got = values.shape[0] if values.ndim in (1, 2) else values.size
+    if values.ndim not in (1, 2) or got != rows:
+        raise ValueError(f"predictor returned {got} predictions for {rows} holdout rows")
+    wrong_1d = values.ndim == 1 and classes is not None and len(classes) > 2
+    if wrong_1d or (values.ndim == 2 and (classes is None or values.shape[1] != len(classes))):
+        what = "a model without classes (regression)" if classes is None else f"{len(classes)} classes"
+        must = "(rows,)" if classes is None else f"(rows, {len(classes)})"
+        kind = "its scores" if classes is None else "multiclass scores"
+        raise ValueError(f"predictor returned scores of shape {values.shape} for {what}; {kind} must be {must}")
 
 
 def slice_columns(holdout: pa.Table, wanted: Sequence[str]) -> list[str]:
@@ -86,11 +123,12 @@ def score_holdout(req: SweepRequest, spec: JobSpec, best: TrialSummary, holdout:
     """Score the winner and the champion on ``holdout``; write the per-row scores beside ``result.json``."""
     metric, label = spec.sweep.metric, spec.dataset.label
     out = HoldoutScores(metric=metric, challenger=None, rows=holdout.num_rows)
-    y = holdout[label].to_numpy()
+    y = holdout[label]
     try:
         chal = predict_holdout(spec.job.entrypoint, str(best.artifact_uri), holdout,
                                manifest_sha256=best.manifest_sha256, latency_rows=LATENCY_ROWS)
-        out.challenger = get_metric(metric)(list(y), list(chal.values))
+        chal_y = chal.truth(y)
+        out.challenger = get_metric(metric)(chal_y, chal.values)
     except Exception as exc:  # a model that cannot be scored must not reach traffic
         out.error = f"challenger: {type(exc).__name__}: {exc}"
         return out
@@ -100,18 +138,21 @@ def score_holdout(req: SweepRequest, spec: JobSpec, best: TrialSummary, holdout:
         out.predict_ms_p50 = round(float(np.percentile(chal.row_ms, 50)), 4)
         out.predict_ms_p99 = round(float(np.percentile(chal.row_ms, 99)), 4)
     champ: Predictions | None = None
+    champ_y: np.ndarray | None = None
     if req.champion is not None:
         out.champion_version = req.champion.version
         try:
             champ = predict_holdout(spec.job.entrypoint, req.champion.artifact_uri, holdout,
                                     manifest_sha256=req.champion.manifest_sha256)
-            out.champion = get_metric(metric)(list(y), list(champ.values))
+            champ_y = champ.truth(y)
+            out.champion = get_metric(metric)(champ_y, champ.values)
         except Exception as exc:
             champ = None
             out.champion_error = f"{type(exc).__name__}: {exc}"[:1000]
     cols = slice_columns(holdout, [s.column for s in spec.validation.slices])
     table = scores_table(metric, y, chal.values, None if champ is None else champ.values,
-                         {c: holdout[c] for c in cols})
+                         {c: holdout[c] for c in cols}, challenger_label=None if chal.classes is None else chal_y,
+                         champion_label=None if champ is None or champ.classes is None else champ_y)
     out.scores_uri = write_scores(req.out_uri, table)
     return out
 

@@ -11,6 +11,11 @@ Checks, in order (each a :class:`GateCheck` with its value, limit and reason):
 - ``beats_champion``: the point estimate beats the champion by ``must_beat_champion_by``;
 - ``bootstrap``: the paired bootstrap interval of the gain lies above the margin (unless ``bootstrap: false``);
 - ``slice:<name>``: the challenger regresses no more than the slice's ``max_regression``.
+
+A metric that is no mean of per-row terms (auc, pr_auc, f1, balanced_accuracy) is computed again from each
+model's per-row labels and scores on every bootstrap resample and on each slice's rows
+(:class:`~streamtune.validation.holdout.PairedRows`). A slice where it is undefined for both models (e.g. a slice
+with one class only, for auc) is not checked, like an empty slice; undefined for one model only fails the slice.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from streamtune.config.jobspec import SliceSpec, ValidationSpec
 from streamtune.validation.bootstrap import BootstrapCI, paired_bootstrap
 from streamtune.validation.data_gate import DataGateReport
 from streamtune.validation.holdout import PairedRows, slice_mask
-from streamtune.validation.metrics import aggregate
+from streamtune.validation.metrics import DECOMPOSABLE, aggregate
 from streamtune.validation.smoke import SmokeReport
 
 
@@ -229,17 +234,26 @@ class MetricGate(Validator):
             return GateCheck(name="bootstrap", passed=False, reason=(
                 f"no per-row holdout scores of challenger and champion were recorded{why}, so the paired bootstrap "
                 "cannot run; set validation.bootstrap: false to decide on the point estimate alone")), None
-        if paired.champion.shape != paired.challenger.shape or paired.rows == 0:
+        if paired.champion.shape[0] != paired.challenger.shape[0] or paired.rows == 0:
             return GateCheck(name="bootstrap", passed=False, reason=(
                 f"per-row scores disagree: challenger {paired.challenger.shape[0]} rows, champion "
                 f"{paired.champion.shape[0]} rows; the bootstrap needs the same non-empty rows")), None
+        if paired.metric is not None and paired.metric != ev.metric:
+            return GateCheck(name="bootstrap", passed=False, reason=(
+                f"per-row scores are for {paired.metric}, not {ev.metric}; the bootstrap needs the gate's "
+                "metric")), None
         required = self.spec.must_beat_champion_by * (abs(ev.champion) or 1e-12)
-        ci = paired_bootstrap(ev.metric, ev.mode, paired.challenger, paired.champion, confidence=level,
-                              resamples=self.spec.bootstrap_resamples, seed=self.seed, required=required)
+        try:
+            ci = paired_bootstrap(ev.metric, ev.mode, paired.challenger, paired.champion, confidence=level,
+                                  resamples=self.spec.bootstrap_resamples, seed=self.seed, required=required)
+        except ValueError as exc:
+            return GateCheck(name="bootstrap", passed=False, limit=required,
+                             reason=f"paired bootstrap of {ev.metric} cannot run: {exc}"), None
         verdict = "significant" if ci.significant else "not significant"
+        dropped = (f"; {ci.dropped} resamples where {ev.metric} is undefined dropped" if ci.dropped else "")
         line = (f"paired bootstrap gain in {ev.metric} {ci.gain:+.4g}, {level:.0%} CI [{ci.low:+.4g}, {ci.high:+.4g}] "
                 f"over {ci.resamples} resamples of {ci.rows} rows: {verdict} (lower end must exceed "
-                f"{required:.4g}; validation.confidence {level:g})")
+                f"{required:.4g}; validation.confidence {level:g}{dropped})")
         return GateCheck(name="bootstrap", passed=ci.significant, value=ci.low, limit=required, reason=line), ci
 
     def _slice(self, ev: GateEvidence, spec: SliceSpec) -> tuple[GateCheck, SliceReport | None]:
@@ -248,6 +262,9 @@ class MetricGate(Validator):
         if paired is None or paired.champion is None:
             return GateCheck(name=name, passed=False, limit=spec.max_regression, reason=(
                 f"slice {spec.name}: no per-row holdout scores were recorded, so the slice cannot be checked")), None
+        if paired.metric is not None and paired.metric != ev.metric:
+            return GateCheck(name=name, passed=False, limit=spec.max_regression, reason=(
+                f"slice {spec.name}: per-row scores are for {paired.metric}, not {ev.metric}")), None
         if spec.column not in paired.columns:
             return GateCheck(name=name, passed=False, limit=spec.max_regression, reason=(
                 f'slice {spec.name}: got column "{spec.column}"; it is not a column of the holdout, and a slice '
@@ -261,6 +278,8 @@ class MetricGate(Validator):
                 f"slice {spec.name}: no holdout rows fall in it; not checked")), report
         chal = float(aggregate(ev.metric, paired.challenger[mask]))
         champ = float(aggregate(ev.metric, paired.champion[mask]))
+        if ev.metric not in DECOMPOSABLE and not (math.isfinite(chal) and math.isfinite(champ)):
+            return self._undefined_slice(ev, spec, rows, chal, champ)
         worse = (chal - champ) if ev.mode == "min" else (champ - chal)
         regression = worse / (abs(champ) or 1e-12)
         good = bool(np.isfinite(regression)) and regression <= spec.max_regression
@@ -269,6 +288,26 @@ class MetricGate(Validator):
         line = (f"slice {spec.name} ({rows} rows): challenger {ev.metric} {chal:.6g} vs champion {champ:.6g}, "
                 f"regression {regression:+.2%} (max_regression {spec.max_regression:.2%})")
         return GateCheck(name=name, passed=good, value=regression, limit=spec.max_regression, reason=line), report
+
+    @staticmethod
+    def _undefined_slice(ev: GateEvidence, spec: SliceSpec, rows: int, chal: float,
+                         champ: float) -> tuple[GateCheck, SliceReport]:
+        """A slice where the metric is undefined (e.g. auc on one class): not checked if for both models, else
+        failed, since the models cannot be compared on it."""
+        both = not math.isfinite(chal) and not math.isfinite(champ)
+        report = SliceReport(name=spec.name, column=spec.column, rows=rows,
+                             challenger=chal if math.isfinite(chal) else None,
+                             champion=champ if math.isfinite(champ) else None,
+                             max_regression=spec.max_regression, passed=both)
+        if both:
+            why = (f"slice {spec.name} ({rows} rows): {ev.metric} is undefined on its rows for both models (e.g. one "
+                   "class only); not checked")
+        else:
+            who = "challenger" if not math.isfinite(chal) else "champion"
+            why = (f"slice {spec.name} ({rows} rows): {ev.metric} is undefined on its rows for the {who} only (e.g. "
+                   "its classes lack the slice's labels), so the models cannot be compared on it")
+        return GateCheck(name=f"slice:{spec.name}", passed=both, value=None, limit=spec.max_regression,
+                         reason=why), report
 
 
 def _report(checks: list[GateCheck], numbers: dict[str, float | int | str | None],

@@ -6,6 +6,10 @@ Example:
     True
     >>> prediction_problem([0.5, float("nan")], rows=2)
     'prediction 1 of 2 is nan; predictions must be finite numbers'
+    >>> prediction_problem(["churned", "stayed"], rows=2) is None, prediction_problem([3, 7], rows=2) is None
+    (True, True)
+    >>> prediction_problem(["churned", None], rows=2)
+    'prediction 1 of 2 is null; predictions must be finite numbers'
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ class SmokeReport(BaseModel):
 
 
 def prediction_problem(predictions: Any, rows: int) -> str | None:
-    """Why ``predictions`` cannot be served for ``rows`` rows (a wrong count, NaN, inf, None); None if fine."""
+    """Why ``predictions`` cannot be served for ``rows`` rows (a wrong count, NaN, inf, None); None if fine.
+
+    A prediction is a number, a list of numbers, or a classifier's class label (a string or an int).
+    """
     values = _plain(predictions)
     if len(values) != rows:
         return f"predictor returned {len(values)} predictions for {rows} rows"
