@@ -12,6 +12,10 @@ same run, alternately (``--rounds`` each, the median kept):
 
     .venv/bin/python benchmarks/ingest_throughput.py benchmarks/results/ingest-throughput-2core-vm.json [--profile]
 
+``--drift`` writes the 20,000 Parquet files the events name and adds, per round, a streamtune round with the
+drift trigger on (the controller's triggers and ``WindowMonitor`` thread reading each open window's files and
+computing PSI against a champion's reference), to show what measuring drift off the loop costs the loop.
+
 ``--profile`` runs one more streamtune round under cProfile and keeps the top functions in the JSON. It starts a
 local broker of its own (or uses ``STREAMTUNE_KAFKA_BOOTSTRAP``).
 """
@@ -37,6 +41,7 @@ EVENTS = 20_000
 PARTITIONS = 3
 ROWS = 10
 WINDOW_EVENTS = 1_000
+DRIFT_READINGS = 0
 
 
 def _free_port() -> int:
@@ -77,26 +82,66 @@ def raw_round(bootstrap: str, topic: str, n: int) -> float:
     return elapsed
 
 
-def streamtune_round(bootstrap: str, topic: str, dlq: str, lake: str, workdir: Path, n: int) -> tuple[float, int]:
-    """Seconds the Ingestor takes to store the offsets of ``n`` records, and the runs it inserted."""
+def write_lake(lake: str, n: int) -> None:
+    """Write the ``n`` Parquet files the events name (10 rows each), so the drift monitor reads real rows."""
+    import pyarrow.parquet as pq
+
+    from streamtune.dev.synthetic import make_sales
+
+    Path(lake).mkdir(parents=True, exist_ok=True)
+    table = make_sales(n * ROWS, seed=5)
+    for i in range(n):
+        pq.write_table(table.slice(i * ROWS, ROWS), f"{lake}/part-{i}.parquet")
+
+
+def _champion_with_reference(reg, store, lake: str) -> None:  # noqa: ANN001
+    """Register a champion whose lineage holds reference statistics, as the sweep job stores them."""
+    from streamtune.data.stats import reference_stats
+    from streamtune.dev.synthetic import FEATURES, make_sales
+
+    uri = store.put_text(store.join("reference.json"), reference_stats(make_sales(5000, seed=1), FEATURES)
+                         .model_dump_json())
+    mv = reg.register_model("bench", "r-bench", lake, {}, {}, {"reference_uri": uri})
+    reg.set_alias("bench", "champion", mv.version)
+
+
+def streamtune_round(bootstrap: str, topic: str, dlq: str, lake: str, workdir: Path, n: int, *,
+                     drift: bool = False) -> tuple[float, int]:
+    """Seconds the Ingestor takes to store the offsets of ``n`` records, and the runs it inserted.
+
+    With ``drift`` the spec has a drift trigger (threshold out of reach, so windows still close on rows) and the
+    real controller triggers: its monitor thread reads every open window's files and computes PSI per feature
+    against the champion's reference while the ingestor runs.
+    """
     from streamtune.artifacts import ArtifactStore
     from streamtune.config import JobSpec
     from streamtune.controller.ingest import Ingestor
     from streamtune.events import KafkaEventSource
     from streamtune.registry import SqliteRegistry
+    from streamtune.triggers.base import default_triggers
+    from streamtune.triggers.drift import DriftTrigger, WindowMonitor
 
     workdir.mkdir(parents=True)
     reg = SqliteRegistry(f"sqlite:///{workdir / 'registry.db'}")
+    trigger = {"topic": topic, "min_rows": ROWS * WINDOW_EVENTS, "max_wait": "1h"}
+    if drift:
+        trigger["drift"] = {"threshold": 1000.0, "min_rows": 100}
     spec = JobSpec.parse({
-        "name": "bench", "dataset": {"name": "sales", "label": "y", "uri_roots": [lake]},
-        "trigger": {"topic": topic, "min_rows": ROWS * WINDOW_EVENTS, "max_wait": "1h"},
-        "job": {"entrypoint": "jobs.tabular_gbdt:Job"},
+        "name": "bench", "dataset": {"name": "sales", "label": "sales", "uri_roots": [lake]},
+        "trigger": trigger, "job": {"entrypoint": "jobs.tabular_gbdt:Job"},
         "sweep": {"metric": "rmse", "mode": "min", "space": {"a": {"type": "int", "low": 1, "high": 3}}},
         "serve": {"app": "bench"},
     })
     reg.put_spec(spec)
     specs = {"bench": spec}
-    ing = Ingestor(reg, f"g-{uuid.uuid4().hex[:6]}", ArtifactStore(str(workdir / "store")))
+    store = ArtifactStore(str(workdir / "store"))
+    monitor = None
+    triggers = None
+    if drift:
+        _champion_with_reference(reg, store, lake)
+        monitor = WindowMonitor(reg)
+        triggers = default_triggers(DriftTrigger(monitor))
+    ing = Ingestor(reg, f"g-{uuid.uuid4().hex[:6]}", store, triggers=triggers)
     source = KafkaEventSource(bootstrap, [topic], ing.group, start_offsets=ing.offsets, dead_letter_topic=dlq,
                               assign=True)
     source.seek({(topic, p): 0 for p in range(PARTITIONS)})
@@ -106,6 +151,10 @@ def streamtune_round(bootstrap: str, topic: str, dlq: str, lake: str, workdir: P
         inserted += len(ing.step(source, specs, poll_s=0.5))
     elapsed = time.perf_counter() - started
     source.close()
+    if monitor is not None:
+        global DRIFT_READINGS  # noqa: PLW0603 -- reported beside the round's time
+        DRIFT_READINGS = monitor.measured
+        monitor.close()
     assert inserted == n // WINDOW_EVENTS, f"{inserted} runs, {n // WINDOW_EVENTS} expected"
     assert reg.load_windows() == {}
     reg.close()
@@ -118,6 +167,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=EVENTS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--drift", action="store_true",
+                        help="also run rounds with the drift trigger and its monitor thread on real Parquet files")
     args = parser.parse_args()
     from kafka import __version__ as kafka_python_version
 
@@ -135,13 +186,21 @@ def main() -> int:
             ensure_topic(bootstrap, topic, partitions=PARTITIONS)
             ensure_topic(bootstrap, dlq)
             produce(bootstrap, topic, lake, args.events)
+            if args.drift:
+                write_lake(lake, args.events)
             raw_round(bootstrap, topic, args.events)  # warm the broker's page cache
-            raw, ours = [], []
+            raw, ours, drifted, readings = [], [], [], []
             for r in range(args.rounds):
                 raw.append(raw_round(bootstrap, topic, args.events))
                 ours.append(streamtune_round(bootstrap, topic, dlq, lake, Path(tmp) / f"r{r}", args.events)[0])
                 print(f"round {r}: raw {args.events / raw[-1]:.0f} ev/s, streamtune {args.events / ours[-1]:.0f} ev/s",
                       flush=True)
+                if args.drift:
+                    drifted.append(streamtune_round(bootstrap, topic, dlq, lake, Path(tmp) / f"d{r}", args.events,
+                                                    drift=True)[0])
+                    readings.append(DRIFT_READINGS)
+                    print(f"round {r}: streamtune with the drift monitor {args.events / drifted[-1]:.0f} ev/s "
+                          f"({DRIFT_READINGS} window readings)", flush=True)
             profile: list[str] = []
             if args.profile:
                 prof = cProfile.Profile()
@@ -165,6 +224,14 @@ def main() -> int:
         "ratio_per_round": [round(o / r, 3) for o, r in zip(our_eps, raw_eps, strict=True)],
         "goal_ratio": 0.8,
     }
+    if args.drift:
+        drift_eps = [args.events / s for s in drifted]
+        result.update({
+            "drift_monitor_events_per_s": [round(x) for x in drift_eps],
+            "drift_monitor_median": round(statistics.median(drift_eps)),
+            "drift_vs_plain_ratio_median": round(statistics.median(drift_eps) / statistics.median(our_eps), 3),
+            "drift_window_readings": readings,
+        })
     doc = {
         "benchmark": "ingest throughput: KafkaEventSource + Ingestor (SQLite registry, default checks) vs raw "
                      "kafka-python consume loop, same topic, same run",

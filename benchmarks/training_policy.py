@@ -14,8 +14,8 @@ each with ``validation.refit`` on and off, over 3 seeds (run ids). It reports tw
 - ``future_rmse``: the registered model on 2,000 fresh drifted rows that no configuration saw (the same rows
   for all), which compares the policies on equal terms.
 
-It is a measurement, not a test. Usage (holding the Ray lock):
-``flock /tmp/streamtune-ray.lock .venv/bin/python benchmarks/training_policy.py benchmarks/results/training-policy-2core-vm.json``
+It is a measurement, not a test. Usage, holding the Ray lock: ``flock /tmp/streamtune-ray.lock .venv/bin/python
+benchmarks/training_policy.py benchmarks/results/training-policy-2core-vm.json``
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main(out: str | None) -> dict:
     from streamtune.sweeps.scoring import score_holdout
 
     os.environ["PYTHONPATH"] = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"  # jobs/ for the trials
+    sys.path.insert(0, str(ROOT))  # and for the scoring in this process
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     tmp = Path(tempfile.mkdtemp(prefix="policy-bench-"))
     first = write_batch(tmp / "w1", 4, 550, drift=0.0, seed=1)   # the demo's batches: 4 files x 550 rows
@@ -70,6 +71,8 @@ def main(out: str | None) -> dict:
                 t0 = time.perf_counter()
                 result = run(req)
                 seconds = time.perf_counter() - t0
+                if result.holdout.challenger is None:
+                    raise SystemExit(f"{run_id}: the winner could not be scored: {result.holdout.error}")
                 best: TrialSummary = result.best
                 alone = req.model_copy(update={"out_uri": f"{out_uri}/future"})
                 future_rmse = score_holdout(alone, spec, best, future).challenger

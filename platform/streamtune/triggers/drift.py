@@ -108,6 +108,8 @@ class WindowMonitor:
         self._queue: queue.Queue[tuple[JobSpec, float, list[WindowEvent]] | None] = queue.Queue(maxsize=256)
         self._references: dict[tuple[str, int], ReferenceStats | None] = {}
         self._lock = threading.Lock()
+        self.measured = 0
+        """Readings made so far (for benchmarks and status)."""
         self._thread = threading.Thread(target=self._work, name="streamtune-window-monitor", daemon=True)
         self._thread.start()
 
@@ -150,6 +152,7 @@ class WindowMonitor:
                 log.warning("could not measure the open window of %s: %s", spec.name, reading.error)
             with self._lock:
                 self._readings[(spec.name, opened_at)] = reading
+                self.measured += 1
 
     def measure(self, spec: JobSpec, events: list[WindowEvent]) -> WindowReading:
         """Measure ``events`` now (in the caller's thread): drift and degradation against the champion."""
