@@ -21,6 +21,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from streamtune.api import errors
 from streamtune.api.auth import hash_token
 from streamtune.api.limits import BodyLimit
+from streamtune.api.metrics import install_metrics
+from streamtune.api.pages import install_pages
 from streamtune.api.schemas import CodeStored, CommandRequest, Health, PredictRequest, PublishRequest
 from streamtune.artifacts.code import store_code
 from streamtune.artifacts.store import ArtifactStore
@@ -28,6 +30,7 @@ from streamtune.config.settings import Settings
 from streamtune.control.local import LocalControlPlane
 from streamtune.control.records import ControlStatus, Prediction, PublishedEvent, RunLogs
 from streamtune.errors import ConfigError
+from streamtune.observe.bus import EventBus
 from streamtune.registry.commands import CommandRecord
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
 
@@ -35,13 +38,15 @@ API_VERSION = "1"
 _BEARER = HTTPBearer(auto_error=False, description="An API token from `streamtune token create NAME`.")
 
 
-def create_app(control: LocalControlPlane, settings: Settings, *, is_active: Callable[[], bool] = lambda: False) -> Any:
+def create_app(control: LocalControlPlane, settings: Settings, *, is_active: Callable[[], bool] = lambda: False,
+               events: EventBus | None = None) -> Any:
     """Build the API over ``control``; returns an ASGI app (FastAPI inside a body-size limit).
 
     Args:
         control: Reads and command appends go here.
         settings: ``auth`` (token or none), ``max_body_bytes``, ``max_rows``, ``artifact_root`` (for uploaded code).
         is_active: Tells ``/healthz`` whether this process's controller holds the lease.
+        events: This process's controller's event bus, whose counters ``GET /metrics`` exports (None: none).
     """
     app = FastAPI(title="streamtune", version=API_VERSION,
                   description="The streamtune control plane: reads from the registry; changes are commands that "
@@ -52,6 +57,8 @@ def create_app(control: LocalControlPlane, settings: Settings, *, is_active: Cal
     v1: dict[str, Any] = {"dependencies": [Depends(caller)]}
     _reads(app, control, v1)
     _changes(app, control, settings, caller)
+    install_metrics(app, control, settings, caller, events)  # GET /metrics (streamtune.observe.metrics)
+    install_pages(app, control, settings)  # the status page under /ui (not in the OpenAPI document)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     def healthz() -> Health:
