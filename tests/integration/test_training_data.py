@@ -18,8 +18,8 @@ from fixtures_ray import stored_code
 from streamtune.config import JobSpec, load_jobspec
 from streamtune.dev.synthetic import make_sales
 from streamtune.registry.manifest import verify_manifest
-from streamtune.sweeps import RayJobRunner, SweepRequest, SweepResult
-from streamtune.sweeps import TrainingWindow
+from streamtune.sweeps import RayJobRunner, SweepRequest, SweepResult, TrainingWindow
+from streamtune.sweeps.progress import read_progress
 from streamtune.sweeps.scoring import read_scores
 
 pytestmark = pytest.mark.integration
@@ -98,3 +98,9 @@ def test_without_refit_the_winning_trial_itself_is_gated(ray_services, tmp_path)
     assert result.snapshot["num_rows"] == ROWS and result.snapshot["windows"] == []
     days = pc.min_max(read_scores(result.holdout.scores_uri)["slice:day"])
     assert days["max"].as_py() == 2 * ROWS - 1  # only window 1 was read: its latest day is held out
+
+    # the sweep left its progress beside the result: every trial ended, each with its curve, the best marked
+    progress = read_progress(str(tmp_path / "r-trainingdata0002"))
+    assert progress.finished and progress.planned == 2 and len(progress.trials) == 2
+    assert progress.counts()["running"] == 0 and all(t.curve for t in progress.trials)
+    assert progress.best_trial == min(progress.trials, key=lambda t: t.value).trial_id

@@ -240,3 +240,24 @@ def test_a_board_that_hangs_or_fails_becomes_a_note(monkeypatch):
     failed, = read_serving(boom, [(record, None)])
     assert slow.serve_status == "UNKNOWN" and "did not answer within 0.2 s" in (slow.note or "")
     assert failed.note == "could not read serving: RuntimeError: board gone" and failed.champion is None
+
+
+def test_a_running_sweep_shows_its_trials_by_state_curves_and_the_best_so_far(site, tmp_path):
+    from streamtune.artifacts import ArtifactStore
+    from streamtune.sweeps.progress import ProgressWriter, run_out_uri
+
+    session = _logged_in(site)
+    assert "No progress from the sweep yet" in session.get(f"{site}/ui/runs/r-running?refresh=0").text
+    store = ArtifactStore.from_settings(Settings(home=tmp_path))
+    writer = ProgressWriter(run_out_uri(store, "sales-gbdt", "r-running"), metric="rmse", mode="min", planned=6,
+                            max_t=3, every_s=0)
+    for step, value in enumerate([4.0, 3.1, 2.4], start=1):
+        writer.result("t_00000", step, {"rmse": value})
+    writer.ended("t_00000", 3, error=False)
+    writer.result("t_00001", 1, {"rmse": 5.0})
+    writer.ended("t_00001", 1, error=False)  # stopped before max_t: pruned
+    writer.result("t_00002", 1, {"rmse": 3.5})
+    page = session.get(f"{site}/ui/runs/r-running?refresh=0").text
+    assert "<strong>1</strong> running, <strong>1</strong> done, <strong>1</strong> pruned" in page
+    assert 'id="best-so-far">rmse 2.4' in page and "<code>t_00000</code>" in page
+    assert page.count("<polyline") == 3 and 'class="best"' in page

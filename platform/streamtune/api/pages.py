@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from streamtune.config.settings import Settings
 from streamtune.control.local import LocalControlPlane
 from streamtune.errors import NotFoundError
 from streamtune.registry.records import TERMINAL_STATUSES, RunRecord, RunStatus, SpecRecord
+from streamtune.sweeps.progress import SweepProgress
 
 REFRESH_S = 5
 _HEADERS = {
@@ -50,6 +52,8 @@ _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_nam
                           undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters.update(num=views.num, when=views.when, json=views.as_json, trial_metrics=views.trial_metrics)
 _ENV.globals.update(trigger_summary=views.trigger_summary, gate_headline=views.gate_headline)
+
+log = logging.getLogger(__name__)
 
 
 def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -154,8 +158,18 @@ class _Pages:
             return render("not_found.html", 404, **self._common(request, 0, 0), message=exc.headline)
         spec = next((r.spec for r in self.control.specs() if r.name == run.spec_name), None)
         live = run.status not in TERMINAL_STATUSES and run.status is not RunStatus.AWAITING_APPROVAL
+        progress = self._progress(run) if live else None
         return render("run.html", **self._common(request, refresh, 3 if live else 0), run=run, spec=spec, live=live,
+                      progress=progress, curves=charts.curve_chart(progress) if progress else None,
                       **_run_parts(run, spec.sweep.metric if spec else None))
+
+    def _progress(self, run: RunRecord) -> SweepProgress | None:
+        """The running sweep's progress; None if it wrote none yet or it cannot be read (the page says so)."""
+        try:
+            return self.control.sweep_progress(run)
+        except Exception:  # noqa: BLE001 -- a view: an unreadable progress file must not break the page
+            log.warning("could not read the sweep progress of %s", run.run_id, exc_info=True)
+            return None
 
     def model(self, request: Request, name: str) -> Response:
         """A model's versions with metrics and lineage, its aliases and their history."""

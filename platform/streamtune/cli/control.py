@@ -10,6 +10,7 @@ from rich.table import Table
 
 from streamtune.cli.app import JSON_OPTION, REASON_OPTION, app, console, guard, print_json
 from streamtune.cli.gate_view import show_run
+from streamtune.cli.watch import watch_run
 from streamtune.config.settings import Settings
 from streamtune.errors import ConfigError
 from streamtune.registry.commands import CommandRecord
@@ -132,12 +133,19 @@ app.add_typer(runs_app, name="runs")
 def runs(ctx: typer.Context, spec: str = typer.Option(None, help="Only runs of this JobSpec."),
          limit: int = typer.Option(20, help="How many."),
          show: str = typer.Option(None, "--show", metavar="RUN", help="Show one run with its whole gate report."),
+         watch: str = typer.Option(None, "--watch", metavar="RUN",
+                                   help="Follow one run until it ends: status, trials done/running/pruned, best "
+                                        "so far (with --json: one JSON line per change)."),
          as_json: bool = JSON_OPTION) -> None:
-    """List runs, newest first (attempt N of a retried run shows as "status (aN)"); `--show RUN` shows one."""
+    """List runs, newest first (attempt N of a retried run shows as "status (aN)"); `--show RUN` shows one,
+    `--watch RUN` follows one while its sweep runs."""
     if ctx.invoked_subcommand is not None:
         return
 
     def _runs() -> None:
+        if watch is not None:
+            watch_run(console, _client(), watch, as_json=as_json)
+            return
         if show is not None:
             one = _client().run(show)
             print_json(one) if as_json else show_run(console, one)

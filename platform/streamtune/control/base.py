@@ -47,6 +47,7 @@ from streamtune.registry.commands import (
     SubmitSpec,
 )
 from streamtune.registry.records import TERMINAL_STATUSES, AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.sweeps.progress import SweepProgress
 
 _NO_CONTROLLER_AFTER_S = 3.0
 
@@ -117,6 +118,28 @@ class ControlPlane(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    def sweep_progress(self, run: RunRecord) -> SweepProgress | None:
+        """The run's sweep progress as the job last wrote it (a primitive; see :meth:`progress`).
+
+        Raises:
+            ServiceError: this control plane cannot read the run's folder.
+        """
+        raise ServiceError("this control plane cannot read sweep progress")
+
+    def progress(self, run_id: str) -> SweepProgress | None:
+        """The sweep's progress while it runs: trials done, running, pruned and failed, each one's curve of the
+        sweep metric, and the best so far; None before the sweep's first report.
+
+        Raises:
+            NotFoundError: no such run.
+
+        Example:
+            >>> p = client.progress("r-0123456789abcdef")  # doctest: +SKIP
+            >>> p.counts(), p.best  # doctest: +SKIP
+            ({'running': 2, 'done': 3, 'pruned': 1, 'error': 0}, 2.71)
+        """
+        return self.sweep_progress(self.run(run_id))
 
     def job_logs(self, run: RunRecord, attempt: int) -> RunLogs:
         """The Ray Job log of attempt ``attempt`` of ``run`` (a primitive; see :meth:`logs`).
@@ -351,29 +374,51 @@ class ControlPlane(ABC):
             )
 
     def wait(self, run_id: str | None = None, *, spec: str | None = None, event_ids: Iterable[str] = (),
-             timeout_s: float = 600, on_change: Callable[[RunRecord], None] | None = None) -> RunRecord:
+             timeout_s: float = 600, on_change: Callable[[RunRecord], None] | None = None,
+             on_progress: Callable[[RunRecord, SweepProgress], None] | None = None) -> RunRecord:
         """Wait for a run to end (promoted, rejected, failed or cancelled).
 
         Name the run by ``run_id``, or by the ``event_ids`` it must contain, or take the newest run of
-        ``spec``. ``on_change`` is called with the run each time its status changes (for progress).
+        ``spec``. ``on_change`` is called with the run each time its status changes; ``on_progress`` with the
+        run and its sweep's progress (trials done, running and pruned, the best so far) each time the sweep
+        writes new progress.
 
         Raises:
             StreamtuneError: the run did not end within ``timeout_s``.
+
+        Example:
+            >>> client.wait(spec="sales-gbdt", on_progress=lambda run, p: print(p.counts(), p.best))  # doctest: +SKIP
+            {'running': 2, 'done': 0, 'pruned': 0, 'error': 0} 3.12
         """
         wanted = set(event_ids)
         deadline = time.monotonic() + timeout_s
         last: RunStatus | None = None
+        seen_progress = 0.0
         while time.monotonic() < deadline:
             run = self.find_run(run_id) if run_id else self._newest(spec, wanted)
             if run is not None and run.status != last:
                 last = run.status
                 if on_change:
                     on_change(run)
+            if run is not None and on_progress and run.status in (RunStatus.SUBMITTED, RunStatus.RUNNING):
+                seen_progress = self._report_progress(run, on_progress, seen_progress)
             if run is not None and run.status in TERMINAL_STATUSES:
                 return run
             time.sleep(0.25)
         raise StreamtuneError(f"run {run_id or spec or sorted(wanted)[:3]} did not finish within {timeout_s:.0f}s",
                               fix="check `streamtune runs` and the logs under STREAMTUNE_HOME/logs")
+
+    def _report_progress(self, run: RunRecord, on_progress: Callable[[RunRecord, SweepProgress], None],
+                         seen: float) -> float:
+        """Call ``on_progress`` if the sweep wrote progress newer than ``seen``; return the newest time seen."""
+        try:
+            progress = self.sweep_progress(run)
+        except StreamtuneError:  # progress is a view; waiting goes on without it
+            return seen
+        if progress is not None and progress.updated_at > seen:
+            on_progress(run, progress)
+            return progress.updated_at
+        return seen
 
     def _newest(self, spec: str | None, wanted: set[str]) -> RunRecord | None:
         for run in self.runs(spec, limit=50):

@@ -25,6 +25,7 @@ from streamtune.control.records import ControlStatus, Prediction, PublishedEvent
 from streamtune.events.schema import DataArrival
 from streamtune.registry.commands import Command, CommandRecord
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.sweeps.progress import SweepProgress
 
 T = TypeVar("T")
 _ERRORS = {name: cls for name, cls in vars(errors).items()
@@ -119,6 +120,10 @@ class HttpControlPlane(ControlPlane):
 
     def status(self) -> ControlStatus:
         return ControlStatus.model_validate(self._call("GET", "/v1/status"))
+
+    def sweep_progress(self, run: RunRecord) -> SweepProgress | None:
+        body = self._call("GET", f"/v1/runs/{run.run_id}/progress")
+        return None if body is None else SweepProgress.model_validate(body)
 
     def job_logs(self, run: RunRecord, attempt: int) -> RunLogs:
         return RunLogs.model_validate(self._call("GET", f"/v1/runs/{run.run_id}/logs", params={"attempt": attempt}))

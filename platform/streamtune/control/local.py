@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.settings import Settings
 from streamtune.control.base import ControlPlane
 from streamtune.control.records import (
@@ -34,6 +35,7 @@ from streamtune.registry.base import Registry
 from streamtune.registry.commands import Command, CommandRecord, CommandStatus
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
 from streamtune.registry.urls import mask_url
+from streamtune.sweeps.progress import SweepProgress, read_progress, run_out_uri
 
 _ACTIVE: list[RunStatus | str] = [RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.SUCCEEDED]
 
@@ -107,6 +109,11 @@ class LocalControlPlane(ControlPlane):
             queue_depth=pending + (1 if active else 0), state=record.state, error=record.error,
             failures=record.failures, retry_at=record.retry_at,
         )
+
+    def sweep_progress(self, run: RunRecord) -> SweepProgress | None:
+        """Read ``progress.json`` from the run's folder in the artifact store."""
+        store = ArtifactStore.from_settings(self.settings)
+        return read_progress(run_out_uri(store, run.spec_name, run.run_id))
 
     def job_logs(self, run: RunRecord, attempt: int) -> RunLogs:
         """Read the attempt's log from the Ray Jobs API at ``settings.jobs_url``."""

@@ -26,11 +26,14 @@ from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.promotions import COMMAND_PREFIX, PromotionOutcome, PromotionWorker
 from streamtune.errors import CommandFailed, ConfigError, FencedError, NotFoundError, StreamtuneError
 from streamtune.faults import kill_point
+from streamtune.observe.bus import EventBus
+from streamtune.observe.events import gate_verdict, run_finished, swap_outcome
 from streamtune.registry.base import Registry
 from streamtune.registry.records import RunAttempt, RunRecord, RunStatus, SpecRecord
 from streamtune.serving.records import ModelRef
 from streamtune.sweeps.driver import result_uri
 from streamtune.sweeps.failures import JobFailure, describe, error_uri, exception_line
+from streamtune.sweeps.progress import run_out_uri
 from streamtune.sweeps.schema import ChampionRef, SweepRequest, SweepResult
 
 log = logging.getLogger(__name__)
@@ -66,10 +69,12 @@ class RunAdvancer:
         data_roots: Roots a snapshot may read from besides the dataset's own (default: the store's root).
         deadline_grace_s: Seconds past ``sweep.time_budget`` (plus 10% of it) before a run is stopped: the
             driver reads the snapshot before Tune's clock starts and scores the holdout after it stops.
+        events: Where gate verdicts, finished runs and promotions are emitted (default: a bus of its own).
     """
 
     def __init__(self, registry: Registry, jobs: Jobs, services: Serving, store: ArtifactStore, *,
-                 data_roots: Sequence[str] | None = None, deadline_grace_s: float = 60.0) -> None:
+                 data_roots: Sequence[str] | None = None, deadline_grace_s: float = 60.0,
+                 events: EventBus | None = None) -> None:
         self.registry = registry
         self.jobs = jobs
         self.services = services
@@ -77,6 +82,7 @@ class RunAdvancer:
         self.data_roots = list(data_roots) if data_roots is not None else [store.root]
         self.deadline_grace_s = deadline_grace_s
         self.promotions = PromotionWorker(services)
+        self.events = events or EventBus()
 
     def step(self, specs: dict[str, SpecRecord]) -> None:
         """Advance the active run of each spec, or start its oldest pending one (per trigger.on_running)."""
@@ -153,7 +159,7 @@ class RunAdvancer:
 
     def out_uri(self, run: RunRecord) -> str:
         """Artifact-store URI of the run's request, Tune state, trial models and result."""
-        return self.store.join(run.spec_name, run.run_id)
+        return run_out_uri(self.store, run.spec_name, run.run_id)
 
     def _submit(self, spec: JobSpec, run: RunRecord) -> None:
         if spec.job.code_uri is None:
@@ -260,6 +266,7 @@ class RunAdvancer:
                            gate=gate, timings=timings, error=None)  # earlier attempts
         # keep their reasons in `attempts`
         log.info("run %s gate %s: %s", run.run_id, status.value if passed else "rejected", gate["reasons"][0])
+        self.events.emit(lambda: gate_verdict(spec.name, run.run_id, gate, result.holdout))
         if status == RunStatus.SUCCEEDED:
             self._promote(spec, run)
 
@@ -328,17 +335,20 @@ class RunAdvancer:
             else:
                 self._promotion_failed(run, exc)
             return
-        swap = outcome.report
+        swap, wanted, run_id = outcome.report, run.model_version, run.run_id
         if swap.version != run.model_version:  # the swap went back (SwapReport.version is what serves): keep the alias
             self._update(run, status=RunStatus.FAILED,
                          error=f"swap failed: version {swap.version} serves, not {run.model_version} "
                                f"({swap.reason or 'rolled back'})")
+            self.events.emit(lambda: swap_outcome(spec.name, swap, wanted=wanted, app=spec.serve.app, run_id=run_id))
             return
         kill_point("promote.after_swap")
         self.registry.set_alias(spec.name, "champion", run.model_version, reason=f"run {run.run_id} hot-swapped")
         self._update(run, status=RunStatus.PROMOTED,
                      timings={"swap_load_s": swap.load_s, "swap_flip_s": swap.flip_s, "swap_total_s": swap.total_s})
         log.info("run %s promoted: %s v%d is serving", run.run_id, spec.name, run.model_version)
+        self.events.emit(lambda: swap_outcome(spec.name, swap, wanted=wanted, app=spec.serve.app, run_id=run_id,
+                                              reason=f"run {run_id} hot-swapped"))
 
     def _promotion_failed(self, run: RunRecord, exc: BaseException) -> None:
         """An unexpected error while promoting: tried again next step, and the run fails after a few."""
@@ -354,7 +364,10 @@ class RunAdvancer:
     def _update(self, run: RunRecord, **fields: Any) -> RunRecord:
         if "timings" in fields:
             fields["timings"] = {**run.timings, **fields["timings"]}
-        return self.registry.update_run(run.run_id, **fields)
+        updated = self.registry.update_run(run.run_id, **fields)
+        if updated.status != run.status:
+            self.events.emit(lambda: run_finished(updated))  # None (nothing emitted) unless the run has ended
+        return updated
 
 
 def with_run_checks(gate: dict[str, Any], result: SweepResult) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.errors import SweepError
 from streamtune.job import TrainContext, load_job_class
 from streamtune.registry.manifest import MANIFEST, manifest_digest, write_manifest
+from streamtune.sweeps.progress import ProgressWriter
 from streamtune.sweeps.schema import TrialSummary
 from streamtune.sweeps.space import make_scheduler, make_searcher, to_tune_space
 
@@ -84,7 +85,9 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
         label=spec.dataset.label, features=features, out_uri=out_uri,
     )
     trainable = tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
-    collector = _Collector()
+    progress = ProgressWriter(out_uri, metric=sweep.metric, mode=sweep.mode, planned=sweep.num_samples,
+                              max_t=sweep.max_t)
+    collector = _Collector(progress)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune_space(sweep.space),
@@ -98,14 +101,19 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
         ),
     )
     tuner.fit()
+    progress.finish()
     return [_summary(t, out_uri) for t in collector.trials.values()]
 
 
 class _Collector:
-    """Keeps each trial's last result in memory, so Tune's file loggers can stay off."""
+    """Keeps each trial's last result in memory, so Tune's file loggers can stay off, and feeds the sweep's
+    ``progress.json`` (:class:`~streamtune.sweeps.progress.ProgressWriter`) when given one."""
 
-    def __new__(cls) -> Any:
+    def __new__(cls, progress: ProgressWriter | None = None) -> Any:
         from ray.tune import Callback
+
+        def _iterations(trial: Any) -> int:
+            return int((trial.last_result or {}).get("training_iteration", 0))
 
         class Collector(Callback):
             def __init__(self) -> None:
@@ -113,12 +121,18 @@ class _Collector:
 
             def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
                 self.trials[trial.trial_id] = trial
+                if progress is not None:
+                    progress.result(trial.trial_id, int(result.get("training_iteration", 0)), result)
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.trials[trial.trial_id] = trial
+                if progress is not None:
+                    progress.ended(trial.trial_id, _iterations(trial), error=False)
 
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.trials[trial.trial_id] = trial
+                if progress is not None:
+                    progress.ended(trial.trial_id, _iterations(trial), error=True)
 
         return Collector()
 
