@@ -33,6 +33,7 @@ from streamtune.errors import ConfigError
 from streamtune.observe.bus import EventBus
 from streamtune.registry.commands import CommandRecord
 from streamtune.registry.records import AliasEvent, ModelVersion, RunRecord, RunStatus, SpecRecord
+from streamtune.sweeps.progress import SweepProgress
 
 API_VERSION = "1"
 _BEARER = HTTPBearer(auto_error=False, description="An API token from `streamtune token create NAME`.")
@@ -135,6 +136,12 @@ def _reads(app: FastAPI, control: LocalControlPlane, v1: dict[str, Any]) -> None
     def run_logs(run_id: str, attempt: Annotated[int | None, Query(ge=1, le=1000)] = None) -> RunLogs:
         """The Ray Job log of one attempt of the run (default: its current one)."""
         return control.logs(run_id, attempt=attempt)
+
+    @app.get("/v1/runs/{run_id}/progress", response_model=SweepProgress | None, tags=["runs"], **v1)
+    def run_progress(run_id: str) -> SweepProgress | None:
+        """The run's sweep progress while it runs (trials by state, curves, best so far); null before its first
+        report."""
+        return control.progress(run_id)
 
     @app.get("/v1/models", response_model=list[ModelVersion], tags=["models"], **v1)
     def models(name: str | None = None) -> list[ModelVersion]:

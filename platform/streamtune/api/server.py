@@ -66,8 +66,11 @@ class ApiServer:
             close()
 
 
-def start_api(settings: Any, is_active: Any = lambda: False) -> ApiServer:
+def start_api(settings: Any, is_active: Any = lambda: False, *, events: Any = None) -> ApiServer:
     """Build the API over a control plane of its own (own registry object) and serve it on the settings' address.
+
+    ``events`` is this process's controller's :class:`~streamtune.observe.bus.EventBus`: ``GET /metrics`` exports
+    its counters.
 
     Raises:
         ConfigError: tokens are off and the address is not loopback.
@@ -77,7 +80,7 @@ def start_api(settings: Any, is_active: Any = lambda: False) -> ApiServer:
     from streamtune.control.local import LocalControlPlane
 
     control = LocalControlPlane(settings)
-    server = ApiServer(asgi(create_app(control, settings, is_active=is_active)), settings.api_host,
+    server = ApiServer(asgi(create_app(control, settings, is_active=is_active, events=events)), settings.api_host,
                        settings.api_port, auth_required=settings.auth == "token")
     server.start()
     server.closers = [control.close]

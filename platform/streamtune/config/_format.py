@@ -12,6 +12,8 @@ from streamtune.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SECRET_LOCS = {"token", "secret", "webhooks"}
+"""Fields whose value an error never repeats (a webhook's URL or secret, a token)."""
 
 
 def parse_duration(value: Any) -> float:
@@ -87,6 +89,8 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "", source: s
             lines.append(f"Missing {field}; it {rule}")
         elif err.get("type") == "extra_forbidden":
             lines.append(f'Got unknown key "{field}"; it {rule}')
+        elif _SECRET_LOCS & {str(x) for x in err.get("loc", ())}:  # never echo what may hold a secret
+            lines.append(f"Got a bad value for {field}; {rule}")
         else:
             lines.append(f'Got "{_short(err.get("input"))}" for {field}; {rule}')
     where = f" in {source}" if source else ""

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from streamtune.config._format import format_validation_error
+from streamtune.config.webhooks import WebhookConfig, parse_webhooks
 
 _PREFIX = "STREAMTUNE_"
 
@@ -84,6 +85,12 @@ class Settings(BaseModel):
     token: SecretStr | None = Field(None, description="Bearer token for the API at `url` (a secret).")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body the API accepts.")
     max_rows: int = Field(10_000, ge=1, description="Most rows one predict or publish request may carry.")
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list, description="Where the controller POSTs signed platform events: a JSON list of "
+        '{"url", "secret_env" (or "secret"), "events"} (streamtune.config.webhooks.WebhookConfig).',
+    )
+
+    _webhooks_json = field_validator("webhooks", mode="before")(parse_webhooks)
 
     def model_post_init(self, __context: Any) -> None:
         self.home = self.home.expanduser().resolve()

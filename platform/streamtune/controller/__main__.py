@@ -28,7 +28,7 @@ def main() -> int:
 
     ctrl = Controller(settings)
     try:
-        api = start_api(settings, is_active=lambda: ctrl.active)
+        api = start_api(settings, is_active=lambda: ctrl.active, events=ctrl.events)
     except StreamtuneError as exc:
         log.error("the API could not start: %s", exc)
         return 1

@@ -31,6 +31,8 @@ from streamtune.controller.replay import HistoryReader, build_replay_runs
 from streamtune.controller.runs import approve_run, retry_failed_run
 from streamtune.errors import CommandFailed, FencedError, StreamtuneError
 from streamtune.faults import kill_point
+from streamtune.observe.bus import EventBus
+from streamtune.observe.events import swap_outcome
 from streamtune.registry.base import Registry
 from streamtune.registry.commands import (
     ApproveRun,
@@ -80,6 +82,7 @@ class CommandExecutor:
         history: Reads a topic's retained history for ``replay`` (the controller passes
             :func:`~streamtune.events.history.read_history` on its broker); None: replays are refused.
         platform_roots: The platform's own data folders, for the URI checks of replayed events.
+        events: Where the swaps of promote and rollback commands are emitted (default: a bus of its own).
         checks: When given, ``submit`` checks the spec against its job before storing it (entrypoint and class
             exist, metric known with the direction of ``sweep.mode``, no unknown param); the controller passes a
             :class:`~streamtune.sweeps.checks.RaySpecChecker`, so the job's code is imported only in a Ray task,
@@ -89,8 +92,9 @@ class CommandExecutor:
     def __init__(self, registry: Registry, jobs: Jobs | Any, services: Serving | Any, holder: str,
                  store: ArtifactStore | None = None, *, promotions: PromotionWorker | None = None,
                  checks: SpecChecks | None = None, history: HistoryReader | None = None,
-                 platform_roots: Sequence[str] = ()) -> None:
+                 platform_roots: Sequence[str] = (), events: EventBus | None = None) -> None:
         self.registry = registry
+        self.events = events or EventBus()  # promote and rollback swaps are emitted (streamtune.observe)
         self.history = history
         self.platform_roots = list(platform_roots)
         self.jobs = jobs
@@ -258,7 +262,7 @@ class CommandExecutor:
         model = self._model(name, version)
         ref = ModelRef(version=model.version, uri=model.artifact_uri, manifest_sha256=model.manifest_sha256)
         if self.promotions is None:
-            return self._promoted(name, model, reason, self.services.swap(spec, ref))
+            return self._promoted(name, model, reason, self.services.swap(spec, ref), record)
         self._swaps[record.id] = (name, model, reason)
         self.promotions.start(name, COMMAND_PREFIX + record.id, lambda: self.services.swap(spec, ref))
         return None
@@ -274,9 +278,12 @@ class CommandExecutor:
         name, model, reason = self._swaps.pop(record.id)
         if outcome.error is not None:
             raise outcome.error
-        return self._promoted(name, model, reason, outcome.report)
+        return self._promoted(name, model, reason, outcome.report, record)
 
-    def _promoted(self, name: str, model: ModelVersion, reason: str, report: Any) -> CommandOutcome:
+    def _promoted(self, name: str, model: ModelVersion, reason: str, report: Any,
+                  record: CommandRecord) -> CommandOutcome:
+        self.events.emit(lambda: swap_outcome(name, report, wanted=model.version, command_id=record.id, reason=reason,
+                                              rollback=isinstance(record.command, Rollback)))
         if report.version != model.version:  # the swap went back (SwapReport.version is what serves): keep the alias
             raise CommandFailed(f"swap of {name} to v{model.version} was rolled back; v{report.version} serves "
                                 f"({report.reason or 'rolled back'})")

@@ -19,7 +19,7 @@ from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.settings import Settings
 from streamtune.controller.commands import CommandExecutor
 from streamtune.controller.health import SpecGuard, TopicBackoff, describe_error
-from streamtune.controller.ingest import Ingestor
+from streamtune.controller.ingest import Ingestor, IngestStats
 from streamtune.controller.lease import LeaseKeeper, new_holder_id
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.reconcile import ServingReconciler
@@ -28,6 +28,8 @@ from streamtune.data.uris import platform_roots
 from streamtune.errors import ConfigError, FencedError, StreamtuneError
 from streamtune.events.history import read_history
 from streamtune.events.source import EventRecord, EventSource, KafkaEventSource
+from streamtune.observe.bus import EventBus
+from streamtune.observe.events import ingest_progress
 from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
 from streamtune.registry.commands import CommandStatus, DeleteSpec, Replay
@@ -72,6 +74,12 @@ def _scorer_for(settings: Settings) -> Scorer:
     return RayChampionScorer(connect=lambda: join_ray(settings))
 
 
+def _ingest_counts(ingestor: Ingestor) -> dict[str, int]:
+    """The ingestor's counters, for the ingest-progress event (none from a stand-in without them)."""
+    stats = getattr(ingestor, "stats", None)
+    return stats.as_dict() if isinstance(stats, IngestStats) else {}
+
+
 def _jobs_for(settings: Settings) -> Jobs:
     from streamtune.sweeps.jobs_api import RayJobRunner
 
@@ -112,9 +120,11 @@ class Controller:
         self.keeper = LeaseKeeper(self.registry, self.holder, settings.lease_ttl)
         self.store = ArtifactStore.from_settings(settings)
         self.data_roots = platform_roots(self.store.root, settings.home)
-        self.advancer = RunAdvancer(self.registry, self.jobs, self.services, self.store, data_roots=self.data_roots)
+        self.events = EventBus.from_settings(settings)  # counters for /metrics, webhooks (streamtune.observe)
+        self.advancer = RunAdvancer(self.registry, self.jobs, self.services, self.store, data_roots=self.data_roots,
+                                    events=self.events)
         self.commands = CommandExecutor(self.registry, self.jobs, self.services, self.holder, self.store,
-                                        promotions=self.advancer.promotions,
+                                        promotions=self.advancer.promotions, events=self.events,
                                         checks=checks if checks is not None or jobs is not None
                                         else _checks_for(settings),
                                         history=self._read_history, platform_roots=self.data_roots)
@@ -198,8 +208,10 @@ class Controller:
         try:
             source = self._source(specs)
             if source is not None:
+                before = _ingest_counts(self.ingestor)
                 self.ingestor.step(source, {n: r.spec for n, r in specs.items()},
                                    poll_s=self.settings.poll_interval)
+                self.events.emit(ingest_progress(before, _ingest_counts(self.ingestor)))
             else:
                 time.sleep(self.settings.poll_interval)
         except FencedError:
@@ -378,3 +390,4 @@ class Controller:
         if self.active:
             self._active.clear()
             self.keeper.release()
+        self.events.close()  # after the release (a standby takes over at once): webhooks get a few s to deliver

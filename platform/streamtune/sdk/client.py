@@ -102,7 +102,7 @@ class Client(ControlPlane):
         from streamtune.api.server import start_api
 
         try:
-            server = start_api(settings, is_active=lambda: ctrl.active)
+            server = start_api(settings, is_active=lambda: ctrl.active, events=ctrl.events)
         except ServiceError as exc:  # the embedded client does not need its API; say why it is not there
             log.warning("the local API is not running: %s", exc.headline)
             return

@@ -59,6 +59,7 @@ from streamtune.serving.records import (
     RequestCounts,
     Version,
     latency_bucket,
+    prediction_histogram,
 )
 
 log = logging.getLogger("ray.serve")
@@ -80,13 +81,19 @@ class _Model:
 
 
 class _Figures:
-    """One version's live figures on this replica: counts and a latency histogram (LATENCY_BUCKETS_MS)."""
+    """One version's live figures on this replica: counts, a latency histogram (LATENCY_BUCKETS_MS) and a
+    prediction histogram (PREDICTION_EDGES bins, for drift)."""
 
-    __slots__ = ("buckets", "client_errors", "errors", "requests")
+    __slots__ = ("buckets", "client_errors", "errors", "predictions", "requests")
 
     def __init__(self) -> None:
         self.requests = self.errors = self.client_errors = 0
         self.buckets = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.predictions: dict[int, int] = {}
+
+    def binned(self, predictions: list[Any] | None) -> None:
+        for index, count in prediction_histogram(predictions or []).items():
+            self.predictions[index] = self.predictions.get(index, 0) + count
 
     def ran(self, seconds: float, failed: bool) -> None:
         self.requests += 1
@@ -96,7 +103,7 @@ class _Figures:
     def counts(self) -> RequestCounts:
         return RequestCounts(
             requests=self.requests, errors=self.errors, client_errors=self.client_errors,
-            latency_ms=tuple(self.buckets) if self.requests else (),
+            latency_ms=tuple(self.buckets) if self.requests else (), predictions=dict(self.predictions),
         )
 
 
@@ -272,6 +279,7 @@ class ModelServer:
             self._figures(model.version).ran(time.perf_counter() - started, True)
             return _error(failed.status, f"model version {model.version} {failed.message}", model.version), None
         self._figures(model.version).ran(time.perf_counter() - started, False)
+        self._figures(model.version).binned(predictions)
         headers = {VERSION_HEADER: str(model.version)}
         body = {"version": model.version, "predictions": predictions}
         return JSONResponse(body, headers=headers), predictions
@@ -291,6 +299,7 @@ class ModelServer:
             failure = failed.message
         else:
             self._figures(shadow.version).ran(time.perf_counter() - started, False)
+            self._figures(shadow.version).binned(predictions)
         now = time.monotonic()
         if failure is not None or now - self._shadow_logged >= 1.0:  # answers sampled once a second
             self._shadow_logged = now

@@ -17,8 +17,10 @@ from __future__ import annotations
 import bisect
 import hashlib
 import hmac
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamtune.errors import FencedError, SwapError
@@ -30,16 +32,24 @@ SwapKind = Literal["swap", "rollback", "deploy", "ensure"]
 EnsureAction = Literal["none", "policy", "deployed", "board_recreated", "swapped", "busy"]
 
 __all__ = [
-    "LATENCY_BUCKETS_MS", "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport", "EnsureAction", "EnsureResult",
+    "LATENCY_BUCKETS_MS", "PREDICTION_EDGES", "AccessPolicy", "BoardSnapshot", "BoardView", "CanaryReport",
+    "EnsureAction", "EnsureResult",
     "InputSchema", "LoadFailure", "ModelRef", "ReplicaReport", "ReplicaStatus", "RequestCounts", "ServiceStatus",
     "StaleFenceError", "SwapFailure", "SwapKind", "SwapRecord", "SwapReport", "Version", "VersionFigures",
-    "WatchReport",
+    "WatchReport", "prediction_histogram",
 ]
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000, 10000, 30000,
 )
 """Upper bounds (ms) of the latency histogram buckets replicas keep per version; one more bucket holds the rest."""
+
+_POSITIVE_EDGES = tuple(float(f"{m}e{e}") for e in range(-4, 8) for m in (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9))
+PREDICTION_EDGES: tuple[float, ...] = (*(-x for x in reversed(_POSITIVE_EDGES)), 0.0, *_POSITIVE_EDGES)
+"""Upper bounds of the fixed prediction histogram bins replicas keep per version (and the monitoring bins the gate's
+holdout predictions by): 0, and 1, 1.5, 2, 3, ... 9 per decade from 1e-4 to 9e7 on both sides of it. Bin ``i`` holds
+values in ``(edges[i-1], edges[i]]``; one more bin holds the rest. Never change them: figures from replicas of
+different releases are added up bin by bin."""
 
 
 class _Record(BaseModel):
@@ -143,7 +153,7 @@ class RequestCounts(_Record):
 
     Example:
         >>> RequestCounts(requests=3, errors=1) + RequestCounts(requests=1, errors=0)
-        RequestCounts(requests=4, errors=1, client_errors=0, latency_ms=())
+        RequestCounts(requests=4, errors=1, client_errors=0, latency_ms=(), predictions={})
         >>> RequestCounts(requests=0, errors=0).error_rate
         0.0
         >>> counts = RequestCounts.timed([4.0] * 98 + [120.0, 120.0])
@@ -158,6 +168,10 @@ class RequestCounts(_Record):
     )
     latency_ms: tuple[int, ...] = Field(
         (), description="Predict latency histogram: counts per LATENCY_BUCKETS_MS bucket, plus one for slower."
+    )
+    predictions: dict[int, int] = Field(
+        default_factory=dict, description="Numeric predictions per PREDICTION_EDGES bin (index -> count; empty bins "
+        "left out), for drift against the gate's holdout predictions; class labels and lists are not binned.",
     )
 
     @classmethod
@@ -174,6 +188,7 @@ class RequestCounts(_Record):
             errors=self.errors + other.errors,
             client_errors=self.client_errors + other.client_errors,
             latency_ms=_merge(self.latency_ms, other.latency_ms, 1),
+            predictions=_merge_bins(self.predictions, other.predictions, 1),
         )
 
     def __sub__(self, other: RequestCounts) -> RequestCounts:
@@ -182,6 +197,7 @@ class RequestCounts(_Record):
             errors=max(0, self.errors - other.errors),
             client_errors=max(0, self.client_errors - other.client_errors),
             latency_ms=_merge(self.latency_ms, other.latency_ms, -1),
+            predictions=_merge_bins(self.predictions, other.predictions, -1),
         )
 
     @property
@@ -229,6 +245,35 @@ def latency_bucket(ms: float) -> int:
         (0, 0, 1, 24)
     """
     return bisect.bisect_left(LATENCY_BUCKETS_MS, ms)
+
+
+def prediction_histogram(values: Sequence[Any]) -> dict[int, int]:
+    """Counts of ``values`` per :data:`PREDICTION_EDGES` bin (empty bins left out); {} unless all are numbers.
+
+    Example:
+        >>> h = prediction_histogram([0.52, 0.55, 120.0, -3.0])
+        >>> [(PREDICTION_EDGES[i], n) for i, n in sorted(h.items())]
+        [(-3.0, 1), (0.6, 2), (150.0, 1)]
+        >>> prediction_histogram(["yes", "no"]), prediction_histogram([True]), prediction_histogram([])
+        ({}, {}, {})
+    """
+    if not values or isinstance(values[0], bool | str):
+        return {}
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):  # class labels, lists: nothing to bin
+        return {}
+    if array.ndim != 1:
+        return {}
+    bins, counts = np.unique(np.searchsorted(PREDICTION_EDGES, array, side="left"), return_counts=True)
+    return {int(b): int(n) for b, n in zip(bins, counts, strict=True)}
+
+
+def _merge_bins(a: dict[int, int], b: dict[int, int], sign: int) -> dict[int, int]:
+    out = dict(a)
+    for key, count in b.items():
+        out[key] = max(0, out.get(key, 0) + sign * count)
+    return {k: v for k, v in out.items() if v}
 
 
 def _merge(a: tuple[int, ...], b: tuple[int, ...], sign: int) -> tuple[int, ...]:
