@@ -25,7 +25,7 @@ def test_public_all_names_exist_and_are_sorted_sensibly():
 
 def test_every_stage_is_a_subpackage():
     for stage in ("events", "triggers", "data", "sweeps", "validation", "registry", "serving", "controller",
-                  "control", "sdk", "cli", "config", "runtime", "embedded", "dev"):
+                  "control", "sdk", "cli", "config", "runtime", "embedded", "dev", "observe", "api", "artifacts"):
         assert (ROOT / "platform" / "streamtune" / stage / "__init__.py").is_file(), stage
 
 

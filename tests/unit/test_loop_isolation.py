@@ -21,7 +21,7 @@ from streamtune.controller.health import SpecGuard, backoff_s
 from streamtune.controller.loop import Controller
 from streamtune.errors import CommandFailed, FencedError, ServiceError
 from streamtune.registry.commands import CommandStatus, DeleteSpec, SubmitSpec
-from streamtune.registry.records import RunRecord, RunStatus, SpecRecord
+from streamtune.registry.records import RunRecord, RunStatus, SpecRecord, TriggerDetail
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -298,3 +298,32 @@ def test_reconcile_leaves_alone_a_spec_whose_swap_is_in_the_worker_or_not_yet_re
     ctrl._next_reconcile = 0.0
     ctrl.step()
     assert reconciled[-1] == {"a", "b"}
+
+
+class DriftIngestor(RecordingIngestor):
+    """Stores one drift-triggered run, as the real ingestor does when the drift trigger closes a window."""
+
+    def __init__(self, registry: Any) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def step(self, source: Any, specs: dict[str, JobSpec], *, poll_s: float = 0.5) -> list[str]:
+        super().step(source, specs, poll_s=poll_s)
+        name = sorted(specs)[0]
+        detail = TriggerDetail(kind="drift", rows=300, drift={"temp": 0.41, "price": 0.02}, drift_method="psi",
+                               threshold=0.25)
+        run = RunRecord(run_id="r-drift", spec_name=name, dataset=specs[name].dataset.name, reason="drift",
+                        offsets={"good:0": [0, 2]}, num_rows=300, trigger_detail=detail)
+        return self.registry.commit_window("g", {}, {}, [run])
+
+
+def test_a_drift_triggered_run_is_announced_on_the_event_bus(controller, monkeypatch):
+    ctrl = controller
+    monkeypatch.setattr(loop_module, "ensure_topic", lambda *a, **k: None)
+    monkeypatch.setattr(loop_module, "KafkaEventSource", FakeSource)
+    _spec(ctrl, "a")
+    ctrl.ingestor = DriftIngestor(ctrl.registry)  # type: ignore[assignment]
+    ctrl.step()
+    assert ctrl.events.counters.snapshot().drift == {"a": 1}
+    ctrl.step()  # the run exists: nothing inserted, nothing announced again
+    assert ctrl.events.counters.snapshot().drift == {"a": 1}

@@ -29,7 +29,7 @@ from streamtune.errors import ConfigError, FencedError, StreamtuneError
 from streamtune.events.history import read_history
 from streamtune.events.source import EventRecord, EventSource, KafkaEventSource
 from streamtune.observe.bus import EventBus
-from streamtune.observe.events import ingest_progress
+from streamtune.observe.events import DriftDetected, drift_detected, ingest_progress
 from streamtune.registry import open_registry
 from streamtune.registry.base import Registry
 from streamtune.registry.commands import CommandStatus, DeleteSpec, Replay
@@ -65,6 +65,11 @@ def _checks_for(settings: Settings) -> SpecChecks | None:
     from streamtune.sweeps.checks import RaySpecChecker
 
     return RaySpecChecker(connect=lambda: join_ray(settings))
+
+
+def drift_detected_run(registry: Registry, run_id: str) -> DriftDetected | None:
+    """The DriftDetected event of a new run, if the drift trigger started it."""
+    return drift_detected(registry.get_run(run_id))
 
 
 def _scorer_for(settings: Settings) -> Scorer:
@@ -209,9 +214,11 @@ class Controller:
             source = self._source(specs)
             if source is not None:
                 before = _ingest_counts(self.ingestor)
-                self.ingestor.step(source, {n: r.spec for n, r in specs.items()},
-                                   poll_s=self.settings.poll_interval)
+                inserted = self.ingestor.step(source, {n: r.spec for n, r in specs.items()},
+                                              poll_s=self.settings.poll_interval)
                 self.events.emit(ingest_progress(before, _ingest_counts(self.ingestor)))
+                for run_id in inserted or ():  # webhooks and the drift counter hear of drift-triggered runs
+                    self.events.emit(functools.partial(drift_detected_run, self.registry, run_id))
             else:
                 time.sleep(self.settings.poll_interval)
         except FencedError:

@@ -120,6 +120,7 @@ class DriftDetected(_Event):
     features: dict[str, float] = Field(description="Drift per feature (or 'prediction'), in ``metric`` units.")
     threshold: float = Field(description="The value past which a feature counts as drifted.")
     metric: str = Field("psi", description="The drift measure, e.g. psi.")
+    run_id: str | None = Field(None, description="The run the drift trigger started, if any.")
 
 
 class IngestProgress(_Event):
@@ -219,6 +220,23 @@ def swap_outcome(spec: str, report: SwapReport, *, wanted: int, rollback: bool =
     return Promoted(spec=spec, version=serving, previous=_int(report.previous), app=app, run_id=run_id,
                     command_id=command_id, swap_s=report.total_s, load_s=report.load_s, flip_s=report.flip_s,
                     reason=reason)
+
+
+def drift_detected(run: RunRecord | None) -> DriftDetected | None:
+    """The event of a run that the drift trigger started (None for any other run).
+
+    Example:
+        >>> from streamtune.registry.records import TriggerDetail
+        >>> run = RunRecord(run_id="r-1", spec_name="s", dataset="d", reason="drift",
+        ...                 trigger_detail=TriggerDetail(kind="drift", drift={"temp": 0.4}, threshold=0.2))
+        >>> drift_detected(run).features, drift_detected(run.model_copy(update={"trigger_detail": None}))
+        ({'temp': 0.4}, None)
+    """
+    detail = run.trigger_detail if run is not None else None
+    if run is None or detail is None or detail.kind != "drift" or not detail.drift:
+        return None
+    return DriftDetected(spec=run.spec_name, features=dict(detail.drift), threshold=float(detail.threshold or 0.0),
+                         metric=detail.drift_method or "psi", run_id=run.run_id)
 
 
 def ingest_progress(before: Mapping[str, int], after: Mapping[str, int]) -> IngestProgress | None:
