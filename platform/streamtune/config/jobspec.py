@@ -256,6 +256,18 @@ class ResourcesSpec(_Spec):
     gpu: float = Field(0.0, ge=0, description="GPUs per trial; fractions such as 0.25 share a GPU.")
 
 
+class WarmStartSpec(_Spec):
+    """The points a sweep evaluates first, from the registry's lineage (Optuna's ``points_to_evaluate``).
+
+    Example:
+        >>> WarmStartSpec().champion, WarmStartSpec().top_k
+        (True, 2)
+    """
+
+    champion: bool = Field(True, description="Evaluate the champion's params on the new data first.")
+    top_k: int = Field(2, ge=0, le=50, description="Then the best this many trials of the spec's earlier sweeps.")
+
+
 class SweepSpec(_Spec):
     """The hyperparameter sweep: Ray Tune with Optuna search and ASHA pruning."""
 
@@ -278,6 +290,10 @@ class SweepSpec(_Spec):
         30.0, description='Wait before the first retry, doubling after each; a duration like "30s".'
     )
     space: dict[str, ParamSpec] = Field(description="Search space: parameter name -> distribution.")
+    warm_start: WarmStartSpec = Field(
+        default_factory=WarmStartSpec, description="Points evaluated first: the champion's params and the top-k "
+        "trials of earlier sweeps of this spec (those that fit the current space)."
+    )
 
     @field_validator("retry_backoff", mode="before")
     @classmethod

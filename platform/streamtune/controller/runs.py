@@ -24,6 +24,7 @@ from streamtune.controller.gating import gate_result
 from streamtune.controller.history import training_windows
 from streamtune.controller.ports import Jobs, Serving
 from streamtune.controller.promotions import COMMAND_PREFIX, PromotionOutcome, PromotionWorker
+from streamtune.controller.warm import warm_start_points
 from streamtune.errors import CommandFailed, ConfigError, FencedError, NotFoundError, StreamtuneError
 from streamtune.faults import kill_point
 from streamtune.observe.bus import EventBus
@@ -171,7 +172,7 @@ class RunAdvancer:
         req = SweepRequest(
             run_id=run.run_id, submission_id=run.submission_id, spec=spec.model_dump(mode="json"), uris=run.uris,
             event_ids=run.event_ids, trusted_roots=self.data_roots, out_uri=out, claimed_rows=claimed or None,
-            history=history,
+            history=history, warm_start=warm_start_points(self.registry, spec),
             champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri,
                                  manifest_sha256=champ.manifest_sha256) if champ else None,
         )

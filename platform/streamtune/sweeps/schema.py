@@ -62,6 +62,10 @@ class SweepRequest(BaseModel):
         default_factory=list, description="Artifact-store roots exempt from uri_roots (streamtune's own inline files)."
     )
     event_ids: list[str] = Field(default_factory=list, description="Events of the window, for lineage.")
+    warm_start: list[dict[str, Any]] = Field(
+        default_factory=list, description="Points the searcher evaluates first (sweep.warm_start): the champion's "
+        "params, then the best earlier trials, each cut to the current search space."
+    )
     history: list[TrainingWindow] = Field(
         default_factory=list, description="Earlier windows read with this one (dataset.training), oldest first."
     )
