@@ -91,6 +91,9 @@ class Job(ABC):
       outside it is refused. ``None`` (the default): not declared, not checked.
     - ``metrics``: metric name -> ``"min"`` or ``"max"`` (its better direction); ``sweep.metric`` must be one
       of them and ``sweep.mode`` must match. ``None``: only the platform's table of known metrics is checked.
+    - ``checkpoints``: whether a trial saves Tune checkpoints it can resume from. ``scheduler: pbt`` needs it
+      (PBT copies a top trial's checkpoint into a bottom one) and is refused at submit otherwise. No template
+      checkpoints yet, and :class:`TrainContext` has no checkpoint call yet, so keep it ``False``.
 
     Example:
         >>> class Tiny(Job):
@@ -98,12 +101,13 @@ class Job(ABC):
         ...     metrics = {"rmse": "min"}
         ...     def train(self, config, ctx): ...
         ...     def load(self, artifact_dir): ...
-        >>> sorted(Tiny.params), Tiny.metrics_for({})
-        (['lr'], {'rmse': 'min'})
+        >>> sorted(Tiny.params), Tiny.metrics_for({}), Tiny.checkpoints
+        (['lr'], {'rmse': 'min'}, False)
     """
 
     params: ClassVar[frozenset[str] | None] = None
     metrics: ClassVar[Mapping[str, Literal["min", "max"]] | None] = None
+    checkpoints: ClassVar[bool] = False
 
     @classmethod
     def metrics_for(cls, params: Mapping[str, Any]) -> Mapping[str, Literal["min", "max"]] | None:

@@ -56,6 +56,10 @@ def _rule(err: Any) -> str:
         return "is not a known key; remove it or check its spelling"
     if kind == "missing":
         return "is required"
+    if kind == "literal_error":  # "'tpe', 'random' or 'cmaes'" -> must be one of tpe, random, cmaes
+        expected = str((err.get("ctx") or {}).get("expected", ""))
+        names = re.findall(r"'([^']*)'", expected) or [p.strip() for p in re.split(r",| or ", expected) if p.strip()]
+        return "must be one of " + ", ".join(names)
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return msg[0].lower() + msg[1:] if msg else "is invalid"
 
@@ -74,6 +78,14 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "", source: s
         ... except ValidationError as e:
         ...     print(format_validation_error(e).headline)
         Got "x" for n; input should be a valid integer, unable to parse string as an integer
+        >>> from typing import Literal
+        >>> class S(BaseModel):
+        ...     search: Literal["tpe", "grid"]
+        >>> try:
+        ...     S.model_validate({"search": "bohb"})
+        ... except ValidationError as e:
+        ...     print(format_validation_error(e, prefix="sweep").headline)
+        Got "bohb" for sweep.search; must be one of tpe, grid
     """
     lines = []
     for err in exc.errors():
@@ -83,7 +95,7 @@ def format_validation_error(exc: ValidationError, *, prefix: str = "", source: s
         if rename:
             field = rename(field)
         rule = _rule(err)
-        if not field:  # a whole-spec rule: its message names the fields and values itself
+        if not field or rule.startswith('got "'):  # a rule whose message names the fields and values itself
             lines.append(rule[0].upper() + rule[1:])
         elif err.get("type") == "missing":
             lines.append(f"Missing {field}; it {rule}")

@@ -226,16 +226,59 @@ class JobEntry(_Spec):
     )
 
 
+SEARCHES = ("tpe", "cmaes", "random", "grid", "nsga2")
+"""Values of ``sweep.search``: the Optuna sampler."""
+SCHEDULERS = ("asha", "hyperband", "median", "pbt", "none", "fifo")
+"""Values of ``sweep.scheduler`` (``fifo`` is an alias of ``none``)."""
+MAX_GRID_POINTS = 100_000
+"""Most points a ``search: grid`` space may have (the product of its dimensions' point counts)."""
+
+
 class ParamSpec(_Spec):
-    """One dimension of the search space."""
+    """One dimension of the search space.
+
+    With ``when`` it is conditional: a trial samples it only when every parameter ``when`` names was sampled in
+    that trial with one of the listed values (a scalar means a list of one); otherwise the trial's params lack it
+    (a ``job.params`` value of the same name then applies). ``values`` on a uniform, loguniform or int dimension
+    are its points for ``search: grid``; the other samplers draw from ``low``..``high``.
+
+    Example:
+        >>> ParamSpec(type="int", low=2, high=8, when={"booster": "gbtree"}).when
+        {'booster': ['gbtree']}
+        >>> ParamSpec(type="int", low=1, high=3).grid_values(), ParamSpec(type="uniform", low=0, high=1).grid_values()
+        ([1, 2, 3], None)
+        >>> ParamSpec(type="uniform", low=0, high=1, values=[0.1, 0.5]).grid_values()
+        [0.1, 0.5]
+    """
 
     type: Literal["uniform", "loguniform", "int", "choice"] = Field(description="Distribution kind.")
     low: float | None = Field(None, description="Lower bound (uniform, loguniform, int).")
     high: float | None = Field(None, description="Upper bound (uniform, loguniform, int).")
-    values: list[Any] | None = Field(None, description="Options (choice).")
+    values: list[Any] | None = Field(
+        None, description="Options (choice). For uniform, loguniform and int: the points search: grid tries "
+        "(within low..high); other samplers ignore them.",
+    )
+    when: dict[str, list[Any]] | None = Field(
+        None, description="Condition: {other_param: value or [values]}; this parameter is sampled only in trials "
+        "where each named parameter was sampled with one of its values. The named parameters must be choice or "
+        "int dimensions of the same space, without cycles.",
+    )
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> ParamSpec:
+        if self.when is not None:
+            if not self.when:
+                raise ValueError("'when' needs at least one condition, e.g. {booster: gbtree}")
+            for other, allowed in self.when.items():
+                if not allowed:
+                    raise ValueError(f"'when' on {other} needs at least one value")
         if self.type == "choice":
             if not self.values:
                 raise ValueError("a choice needs a non-empty 'values' list")
@@ -246,7 +289,88 @@ class ParamSpec(_Spec):
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.type == "loguniform" and self.low <= 0:
             raise ValueError(f"loguniform needs low > 0, got {self.low}")
+        if self.values is not None and not self.values:
+            raise ValueError("'values' (grid points) must not be empty; leave it out instead")
         return self
+
+    def grid_point_problem(self, name: str) -> str | None:
+        """Why a grid point in ``values`` of this uniform, loguniform or int dimension ``name`` is wrong, or None."""
+        if self.type == "choice" or self.low is None or self.high is None:
+            return None
+        for i, v in enumerate(self.values or []):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not self.low <= v <= self.high:
+                return (f'Got "{v}" for sweep.space.{name}.values[{i}]; a grid point must be a number within low '
+                        f"({self.low:g}) and high ({self.high:g})")
+            if self.type == "int" and v != int(v):
+                return f'Got "{v}" for sweep.space.{name}.values[{i}]; a grid point of an int must be a whole number'
+        return None
+
+    def grid_values(self) -> list[Any] | None:
+        """The points ``search: grid`` tries: a choice's values, the given ``values``, or every int from ``low``
+        to ``high``; None for a continuous dimension without ``values``."""
+        if self.values is not None:
+            return [int(v) for v in self.values] if self.type == "int" else list(self.values)
+        if self.type == "int":
+            return list(range(int(self.low or 0), int(self.high or 0) + 1))
+        return None
+
+    def grid_count(self) -> int | None:
+        """How many points :meth:`grid_values` has, without building the list."""
+        if self.values is not None:
+            return len(self.values)
+        if self.type == "int":
+            return int(self.high or 0) - int(self.low or 0) + 1
+        return None
+
+
+class ObjectiveSpec(_Spec):
+    """One objective of a multi-objective sweep (``search: nsga2``)."""
+
+    metric: str = Field(description="A metric the job reports, e.g. 'rmse'.")
+    mode: Literal["min", "max"] = Field(description="Whether lower or higher is better.")
+
+
+def condition_order(space: dict[str, ParamSpec]) -> list[str]:
+    """The space's dimensions ordered so that each comes after every parameter its ``when`` names (otherwise in
+    the order given), which is the order a define-by-run search samples them in.
+
+    Raises:
+        ValueError: a ``when`` names a parameter the space lacks, or the conditions make a cycle; the message
+            names both parameters.
+
+    Example:
+        >>> sp = {"depth": ParamSpec(type="int", low=1, high=4, when={"kind": "tree"}),
+        ...       "kind": ParamSpec(type="choice", values=["tree", "linear"])}
+        >>> condition_order(sp)
+        ['kind', 'depth']
+        >>> condition_order({"a": ParamSpec(type="choice", values=[1], when={"b": 1}),
+        ...                  "b": ParamSpec(type="choice", values=[1], when={"a": 1})})
+        Traceback (most recent call last):
+        ValueError: Got "a" for sweep.space.b.when; the conditions make a cycle: a when b, b when a
+    """
+    order: list[str] = []
+    state: dict[str, str] = {}  # name -> "visiting" | "done"
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        state[name] = "visiting"
+        for other in (space[name].when or {}):
+            if other not in space:
+                raise ValueError(f'Got "{other}" for sweep.space.{name}.when; no such parameter in sweep.space '
+                                 f"(it has {', '.join(space)})")
+            if state.get(other) == "visiting":
+                cycle = [*path[path.index(other):], name] if other in path else [name]
+                links = [f"{a} when {b}" for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True)]
+                raise ValueError(f'Got "{other}" for sweep.space.{name}.when; the conditions make a cycle: '
+                                 + ", ".join(links))
+            visit(other, [*path, name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in space:
+        visit(name, [])
+    return order
 
 
 class ResourcesSpec(_Spec):
@@ -269,12 +393,39 @@ class WarmStartSpec(_Spec):
 
 
 class SweepSpec(_Spec):
-    """The hyperparameter sweep: Ray Tune with Optuna search and ASHA pruning."""
+    """The hyperparameter sweep: Ray Tune with an Optuna sampler (``search``) and a trial scheduler.
 
-    search: Literal["tpe", "random", "cmaes"] = Field("tpe", description="Optuna sampler.")
-    scheduler: Literal["asha", "fifo"] = Field("asha", description="Trial scheduler; ASHA prunes early.")
-    metric: str = Field(description="Metric the job reports and the sweep optimises, e.g. 'rmse'.")
+    Checked here, each refusal naming the field, the value and the rule: ``search: grid`` needs a finite point set
+    on every dimension (a choice, an int, or ``values``) and no ``when``; ``search: nsga2`` needs two or more
+    ``objectives`` with ``metric``/``mode`` one of them; ``objectives`` apply to nsga2 only; ``scheduler: pbt``
+    needs ``search: random`` (Tune's PBT takes no searcher) and no ``when``; a ``when`` names another choice or
+    int dimension, with values it can take, and no cycle. Whether the job checkpoints (pbt) is checked at submit.
+
+    Example:
+        >>> s = SweepSpec(search="grid", metric="rmse", mode="min", num_samples=50,
+        ...               space={"depth": {"type": "int", "low": 2, "high": 4},
+        ...                      "lr": {"type": "loguniform", "low": 0.01, "high": 0.3, "values": [0.03, 0.1]}})
+        >>> s.grid_size(), s.planned_trials
+        (6, 6)
+    """
+
+    search: Literal["tpe", "cmaes", "random", "grid", "nsga2"] = Field(
+        "tpe", description="Optuna sampler: tpe, cmaes (CMA-ES), random, grid (every point of a finite space; "
+        "num_samples above the grid's size is capped to it), nsga2 (NSGA-II over `objectives`, multi-objective).",
+    )
+    scheduler: Literal["asha", "hyperband", "median", "pbt", "none", "fifo"] = Field(
+        "asha", description="Trial scheduler: asha (prunes early at rungs from grace_period), hyperband "
+        "(synchronous brackets; a paused trial of a job that does not checkpoint restarts from its first step), "
+        "median (median stopping rule after grace_period), pbt (population based training every grace_period "
+        "steps; the job must checkpoint), none (every trial runs to its end; fifo is an alias).",
+    )
+    metric: str = Field(description="Metric the job reports and the sweep optimises, e.g. 'rmse'; with nsga2, "
+                        "the objective the winner is picked by (from the Pareto front) and the gate scores.")
     mode: Literal["min", "max"] = Field(description="Whether lower or higher metric is better.")
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=list, description="search nsga2 only: two or more [{metric, mode}] optimised together; "
+        "sweep.metric and sweep.mode must be one of them.",
+    )
     num_samples: int = Field(8, ge=1, le=100000, description="Number of trials.")
     max_concurrent: int = Field(2, ge=1, description="Trials running at once.")
     max_t: int = Field(100, ge=1, description="Most report steps a trial may take (ASHA max_t).")
@@ -315,8 +466,85 @@ class SweepSpec(_Spec):
     @model_validator(mode="after")
     def _grace(self) -> SweepSpec:
         if self.grace_period > self.max_t:
-            raise ValueError(f"grace_period ({self.grace_period}) must not exceed max_t ({self.max_t})")
+            raise ValueError(f'Got "{self.grace_period}" for sweep.grace_period; it must not exceed max_t '
+                             f"({self.max_t})")
         return self
+
+    @model_validator(mode="after")
+    def _search_rules(self) -> SweepSpec:
+        condition_order(self.space)  # unknown names and cycles
+        for name, p in self.space.items():
+            problem = p.grid_point_problem(name)
+            if problem:
+                raise ValueError(problem)
+            for other, allowed in (p.when or {}).items():
+                _check_condition(name, other, allowed, self.space[other])
+        conditional = [name for name, p in self.space.items() if p.when]
+        if self.search == "grid":
+            for name, p in self.space.items():
+                if p.grid_count() is None:
+                    raise ValueError(f'Got "grid" for sweep.search; dimension {name} is {p.type} without values, so '
+                                     f"it has no grid points: give sweep.space.{name}.values (points within low..high)"
+                                     ", or make it an int or a choice")
+            if conditional:
+                raise ValueError(f'Got "grid" for sweep.search; dimension {conditional[0]} is conditional (when), and '
+                                 "a grid over conditional dimensions runs the same trial more than once: use search "
+                                 "tpe or random, or drop the condition")
+            size = self.grid_size() or 0
+            if size > MAX_GRID_POINTS:
+                raise ValueError(f'Got "grid" for sweep.search over {size} points; a grid may have at most '
+                                 f"{MAX_GRID_POINTS}: give int dimensions fewer values")
+        self._objective_rules()
+        if self.scheduler == "pbt":
+            if self.search != "random":
+                raise ValueError(f'Got "{self.search}" for sweep.search with scheduler pbt; PBT draws its first '
+                                 "population at random and takes no searcher (Ray Tune), so search must be random")
+            if conditional:
+                raise ValueError(f'Got "pbt" for sweep.scheduler; dimension {conditional[0]} is conditional (when), '
+                                 "and PBT mutates every dimension of every trial: drop the condition or use another "
+                                 "scheduler")
+        return self
+
+    def _objective_rules(self) -> None:
+        metrics = [o.metric for o in self.objectives]
+        if self.search != "nsga2":
+            if self.objectives:
+                raise ValueError(f'Got "{metrics[0]}" for sweep.objectives[0].metric with search {self.search}; '
+                                 "objectives apply to search nsga2 only: set search: nsga2 or remove them")
+            return
+        if len(self.objectives) < 2:
+            raise ValueError(f'Got "nsga2" for sweep.search with {len(self.objectives)} objective(s); nsga2 needs '
+                             "sweep.objectives: two or more [{metric, mode}], sweep.metric among them")
+        for i, metric in enumerate(metrics):
+            if metric in metrics[:i]:
+                raise ValueError(f'Got "{metric}" twice in sweep.objectives; each objective must be a different '
+                                 "metric")
+        if self.metric not in metrics:
+            raise ValueError(f'Got "{self.metric}" for sweep.metric; with search nsga2 it must be one of '
+                             f"sweep.objectives ({', '.join(metrics)})")
+        mode = self.objectives[metrics.index(self.metric)].mode
+        if mode != self.mode:
+            raise ValueError(f'Got "{self.mode}" for sweep.mode; sweep.objectives gives {self.metric} mode "{mode}", '
+                             "and the two must agree")
+
+    def grid_size(self) -> int | None:
+        """How many points ``search: grid`` has (the product of the dimensions' point counts); None when a
+        dimension is continuous without ``values``."""
+        size = 1
+        for p in self.space.values():
+            count = p.grid_count()
+            if count is None:
+                return None
+            size *= count
+        return size
+
+    @property
+    def planned_trials(self) -> int:
+        """Trials the sweep runs: ``num_samples``, capped to the grid's size with ``search: grid`` (a grid point is
+        never run twice)."""
+        if self.search == "grid":
+            return min(self.num_samples, self.grid_size() or self.num_samples)
+        return self.num_samples
 
     def direction_problem(self) -> str | None:
         """Why ``mode`` is wrong for a metric the platform knows (its direction in
@@ -331,12 +559,31 @@ class SweepSpec(_Spec):
         """
         from streamtune.validation.metrics import DIRECTIONS  # here: streamtune.validation imports this module
 
-        want = DIRECTIONS.get(self.metric)
-        if want is None or self.mode == want:
-            return None
-        better = "higher" if want == "max" else "lower"
-        return (f'Got "{self.mode}" for sweep.mode; metric {self.metric} is better when {better}, so mode must be '
-                f'"{want}"')
+        pairs = [("sweep.mode", self.metric, self.mode)]
+        pairs += [(f"sweep.objectives[{i}].mode", o.metric, o.mode) for i, o in enumerate(self.objectives)]
+        for field, metric, mode in pairs:
+            want = DIRECTIONS.get(metric)
+            if want is None or mode == want:
+                continue
+            better = "higher" if want == "max" else "lower"
+            return f'Got "{mode}" for {field}; metric {metric} is better when {better}, so mode must be "{want}"'
+        return None
+
+
+def _check_condition(name: str, other: str, allowed: list[Any], parent: ParamSpec) -> None:
+    """Refuse a ``when`` on ``other`` that can never hold: a continuous parent, or a value it never takes."""
+    where = f"sweep.space.{name}.when.{other}"
+    if parent.type in ("uniform", "loguniform"):
+        raise ValueError(f'Got "{other}" for sweep.space.{name}.when; {other} is {parent.type}, and a condition on a '
+                         "continuous parameter never holds exactly: condition on a choice or int parameter")
+    for value in allowed:
+        if parent.type == "choice" and value not in (parent.values or []):
+            raise ValueError(f'Got "{value}" for {where}; {other} takes only {parent.values}')
+        if parent.type == "int" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                     or value != int(value)
+                                     or not (parent.low or 0) <= value <= (parent.high or 0)):
+            raise ValueError(f'Got "{value}" for {where}; {other} takes only whole numbers from {parent.low:g} to '
+                             f"{parent.high:g}")
 
 
 class SliceSpec(_Spec):

@@ -49,8 +49,9 @@ def metric_direction(name: str, declared: Mapping[str, str] | None = None) -> st
 def contract_problems(spec: JobSpec, job_cls: type) -> list[str]:
     """What is wrong between ``spec`` and the job class it names; [] when nothing is.
 
-    Checked: ``sweep.metric`` is one the job reports (when it declares its metrics), its direction matches
-    ``sweep.mode``, and every ``job.params`` key and ``sweep.space`` dimension is a param the job declares.
+    Checked: ``sweep.metric`` (and each of ``sweep.objectives``) is one the job reports (when it declares its
+    metrics) and its direction matches its mode; every ``job.params`` key and ``sweep.space`` dimension is a param
+    the job declares; ``scheduler: pbt`` only for a job that checkpoints (``Job.checkpoints``).
 
     Example:
         >>> from streamtune.job import Job
@@ -66,23 +67,35 @@ def contract_problems(spec: JobSpec, job_cls: type) -> list[str]:
         ...     print(line)
         Got "max" for sweep.mode; metric rmse is better when lower, so mode must be min
         Got "lrr" for a key of job.params; job m:J takes only ['lr']
+        >>> pbt = spec.model_copy(update={"sweep": spec.sweep.model_copy(update={"scheduler": "pbt", "mode": "min"}),
+        ...                               "job": spec.job.model_copy(update={"params": {}})})
+        >>> contract_problems(pbt, J)  # doctest: +ELLIPSIS
+        ['Got "pbt" for sweep.scheduler; job m:J does not checkpoint (Job.checkpoints is False), ...']
     """
     problems: list[str] = []
     sweep, entry = spec.sweep, spec.job
     metrics_for = getattr(job_cls, "metrics_for", None)
     declared = metrics_for(dict(entry.params)) if callable(metrics_for) else None
-    if declared is not None and sweep.metric not in declared:
-        problems.append(f'Got "{sweep.metric}" for sweep.metric; job {entry.entrypoint} reports only '
-                        f"{sorted(declared)}")
-    else:
-        direction = metric_direction(sweep.metric, declared)
+    targets = [(sweep.metric, sweep.mode, "sweep.metric", "sweep.mode")]
+    targets += [(o.metric, o.mode, f"sweep.objectives[{i}].metric", f"sweep.objectives[{i}].mode")
+                for i, o in enumerate(sweep.objectives) if o.metric != sweep.metric]
+    for metric, mode, metric_field, mode_field in targets:
+        if declared is not None and metric not in declared:
+            problems.append(f'Got "{metric}" for {metric_field}; job {entry.entrypoint} reports only '
+                            f"{sorted(declared)}")
+            continue
+        direction = metric_direction(metric, declared)
         if direction is None:
-            problems.append(f'Got "{sweep.metric}" for sweep.metric; its direction is unknown: job '
+            problems.append(f'Got "{metric}" for {metric_field}; its direction is unknown: job '
                             f"{entry.entrypoint} declares no metrics and it is none of {sorted(METRIC_DIRECTIONS)}")
-        elif direction != sweep.mode:
+        elif direction != mode:
             word = "lower" if direction == "min" else "higher"
-            problems.append(f'Got "{sweep.mode}" for sweep.mode; metric {sweep.metric} is better when {word}, '
+            problems.append(f'Got "{mode}" for {mode_field}; metric {metric} is better when {word}, '
                             f"so mode must be {direction}")
+    if sweep.scheduler == "pbt" and not getattr(job_cls, "checkpoints", False):
+        problems.append(f'Got "pbt" for sweep.scheduler; job {entry.entrypoint} does not checkpoint '
+                        "(Job.checkpoints is False), and PBT resumes trials from copies of other trials' checkpoints: "
+                        "use asha, hyperband, median or none")
     params = getattr(job_cls, "params", None)
     if params is not None:
         known = sorted(params)
@@ -104,7 +117,8 @@ def check_job_contract(spec: JobSpec) -> None:
     problems = contract_problems(spec, load_job_class(spec.job.entrypoint))
     if problems:
         raise ConfigError(f"spec {spec.name} does not fit its job: " + "; ".join(problems),
-                          fix="fix the JobSpec (sweep.metric, sweep.mode, job.params, sweep.space) and submit again")
+                          fix="fix the JobSpec (sweep.metric, sweep.mode, sweep.objectives, sweep.scheduler, "
+                              "job.params, sweep.space) and submit again")
 
 
 def _remote_check(spec_json: str) -> tuple[str, str | None] | None:

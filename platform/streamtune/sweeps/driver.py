@@ -25,7 +25,7 @@ from streamtune.data.snapshot import Snapshot, Splits
 from streamtune.data.stats import reference_stats
 from streamtune.sweeps.failures import JobFailure, check_trial_resources, error_uri
 from streamtune.sweeps.refit import refit
-from streamtune.sweeps.runner import pick_best, run_tune, timed
+from streamtune.sweeps.runner import pick_winner, run_tune, timed
 from streamtune.sweeps.schema import RefitSummary, SweepRequest, SweepResult, TrialSummary
 from streamtune.sweeps.scoring import score_holdout
 from streamtune.sweeps.space import run_seed
@@ -95,7 +95,7 @@ def run(req: SweepRequest) -> SweepResult:
         lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_uri, seed=seed)
     )
 
-    best = pick_best(trials, spec.sweep.metric, spec.sweep.mode)
+    best, pareto = pick_winner(trials, spec.sweep)  # multi-objective: the best of the Pareto front
     refit_summary, t_refit = None, 0.0
     if spec.validation.refit:
         trial = best
@@ -107,7 +107,8 @@ def run(req: SweepRequest) -> SweepResult:
     smoke = smoke_test(spec.job.entrypoint, str(best.artifact_uri), splits.holdout, label=spec.dataset.label,
                        manifest_sha256=best.manifest_sha256)
     return SweepResult(
-        run_id=req.run_id, best=best, trials=trials, holdout=holdout, refit=refit_summary, reference_uri=reference,
+        run_id=req.run_id, best=best, trials=trials, pareto=pareto, holdout=holdout, refit=refit_summary,
+        reference_uri=reference,
         snapshot={"fingerprint": snap.fingerprint, "num_rows": snap.num_rows, "uris": snap.uris,
                   "features": snap.features, "split": spec.validation.split,
                   "rows": {"train": splits.train.num_rows, "valid": splits.valid.num_rows,

@@ -1,7 +1,11 @@
-"""Run one sweep with Ray Tune: OptunaSearch proposes, ASHA prunes, each trial runs the user's Job."""
+"""Run one sweep with Ray Tune: OptunaSearch proposes (``sweep.search``), a scheduler prunes
+(``sweep.scheduler``), each trial runs the user's Job; then pick the winner (and, multi-objective, the Pareto
+front)."""
 
 from __future__ import annotations
 
+import hashlib
+import math
 import os
 import re
 import tempfile
@@ -12,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from streamtune.artifacts.store import ArtifactStore
-from streamtune.config.jobspec import JobSpec
+from streamtune.config.jobspec import JobSpec, ObjectiveSpec, SweepSpec
 from streamtune.errors import SweepError
 from streamtune.job import TrainContext, load_job_class
 from streamtune.registry.manifest import MANIFEST, manifest_digest, write_manifest
@@ -70,6 +74,23 @@ def _trial(config: dict[str, Any], *, entrypoint: str, fixed: dict[str, Any], tr
     job.train({**fixed, **config}, TuneContext(train, valid, label, features, out_uri))
 
 
+def _named_trial(out_uri: str) -> Callable[..., None]:
+    """:func:`_trial` under a name of this sweep's own. Tune registers a trainable by its name for the whole Ray
+    job, so two sweeps run at once by one driver (tests, benchmarks) would otherwise run each other's trials.
+
+    Example:
+        >>> _named_trial("s3://b/sales/r-1").__name__ == _named_trial("s3://b/sales/r-1").__name__
+        True
+        >>> _named_trial("s3://b/sales/r-1").__name__ != _named_trial("s3://b/sales/r-2").__name__
+        True
+    """
+    def trial(config: dict[str, Any], **kwargs: Any) -> None:
+        _trial(config, **kwargs)
+
+    trial.__name__ = trial.__qualname__ = "trial_" + hashlib.sha256(out_uri.encode()).hexdigest()[:10]
+    return trial
+
+
 def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_uri: str,
              *, seed: int | None = None) -> list[TrialSummary]:
     """Run the sweep and summarise every trial.
@@ -81,19 +102,21 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
 
     sweep = spec.sweep
     trainable = tune.with_parameters(
-        _trial, entrypoint=spec.job.entrypoint, fixed=dict(spec.job.params), train=train, valid=valid,
-        label=spec.dataset.label, features=features, out_uri=out_uri,
+        _named_trial(out_uri), entrypoint=spec.job.entrypoint, fixed=dict(spec.job.params), train=train,
+        valid=valid, label=spec.dataset.label, features=features, out_uri=out_uri,
     )
     trainable = tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
-    progress = ProgressWriter(out_uri, metric=sweep.metric, mode=sweep.mode, planned=sweep.num_samples,
+    progress = ProgressWriter(out_uri, metric=sweep.metric, mode=sweep.mode, planned=sweep.planned_trials,
                               max_t=sweep.max_t)
     collector = _Collector(progress)
+    searcher = make_searcher(sweep, seed)  # define-by-run OptunaSearch; None for PBT, which samples param_space
     tuner = tune.Tuner(
         trainable,
-        param_space=to_tune_space(sweep.space),
+        param_space=to_tune_space(sweep.space) if searcher is None else None,
         tune_config=tune.TuneConfig(
-            metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
-            search_alg=make_searcher(sweep, seed), scheduler=make_scheduler(sweep), reuse_actors=True,
+            metric=sweep.metric, mode=sweep.mode, num_samples=sweep.planned_trials,
+            search_alg=searcher, scheduler=make_scheduler(sweep), reuse_actors=True,
+            max_concurrent_trials=sweep.max_concurrent if searcher is None else None,
             time_budget_s=sweep.time_budget,
         ),
         run_config=tune.RunConfig(
@@ -211,6 +234,68 @@ def error_node(text: str) -> str | None:
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
 _DETAIL_LINE = re.compile(r"^\s+[a-z_]+: ")  # Ray's "\tpid: 123" under an actor error
 _NODE_ID = re.compile(r"Node Id: ([0-9a-f]+)")
+
+
+def pick_winner(trials: list[TrialSummary], sweep: SweepSpec) -> tuple[TrialSummary, list[str]]:
+    """The winner the gate scores, and the Pareto front's trial ids (``search: nsga2``; [] otherwise).
+
+    Single-objective: :func:`pick_best` by ``sweep.metric``. Multi-objective: the best of the front
+    (:func:`pareto_front`) by ``sweep.metric``, which is one of the objectives.
+
+    Raises:
+        SweepError: no trial saved a model with every objective (naming the first objective none reported).
+
+    Example:
+        >>> sweep = SweepSpec(search="nsga2", metric="rmse", mode="min", space={"a": {"type": "int", "low": 1,
+        ...     "high": 3}}, objectives=[{"metric": "rmse", "mode": "min"}, {"metric": "mb", "mode": "min"}])
+        >>> t = lambda i, rmse, mb: TrialSummary(trial_id=f"t{i}", params={}, metrics={"rmse": rmse, "mb": mb},
+        ...                                      artifact_uri=f"s3://b/t{i}")
+        >>> best, front = pick_winner([t(0, 2.0, 1.0), t(1, 1.0, 3.0), t(2, 2.5, 2.0)], sweep)
+        >>> best.trial_id, front
+        ('t1', ['t0', 't1'])
+    """
+    if not sweep.objectives:
+        return pick_best(trials, sweep.metric, sweep.mode), []
+    front = pareto_front(trials, sweep.objectives)
+    if not front:
+        for objective in sweep.objectives:
+            pick_best(trials, objective.metric, objective.mode)  # raises naming what no trial reported
+        raise SweepError("no trial of the sweep saved a model with every objective "
+                         f"({', '.join(o.metric for o in sweep.objectives)}) reported",
+                         fix="the job must report every metric of sweep.objectives on every report")
+    return pick_best([t for t in trials if t.trial_id in front], sweep.metric, sweep.mode), front
+
+
+def pareto_front(trials: list[TrialSummary], objectives: list[ObjectiveSpec]) -> list[str]:
+    """Trial ids of the non-dominated trials among those that saved a model with every objective reported as a
+    finite number, by their last reported values; in the order of ``trials``.
+
+    A trial dominates another when it is at least as good on every objective (lower for ``min``, higher for
+    ``max``) and better on one. Trials with equal values on every objective do not dominate each other.
+
+    Example:
+        >>> objs = [ObjectiveSpec(metric="rmse", mode="min"), ObjectiveSpec(metric="auc", mode="max")]
+        >>> t = lambda i, rmse, auc, saved=True: TrialSummary(trial_id=f"t{i}", params={},
+        ...     metrics={"rmse": rmse, "auc": auc}, artifact_uri=f"s3://b/t{i}" if saved else None)
+        >>> pareto_front([t(0, 1.0, 0.8), t(1, 2.0, 0.9), t(2, 2.0, 0.7), t(3, 0.5, 0.95, saved=False),
+        ...               t(4, 1.0, 0.8)], objs)
+        ['t0', 't1', 't4']
+    """
+    def values(trial: TrialSummary) -> list[float] | None:
+        out = []
+        for o in objectives:
+            v = trial.metrics.get(o.metric)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                return None
+            out.append(float(v) if o.mode == "min" else -float(v))  # lower is better for every entry
+        return out
+
+    scored = [(t, v) for t in trials if t.artifact_uri and (v := values(t)) is not None]
+
+    def dominated(v: list[float]) -> bool:
+        return any(all(a <= b for a, b in zip(w, v, strict=True)) and w != v for _, w in scored)
+
+    return [t.trial_id for t, v in scored if not dominated(v)]
 
 
 def pick_best(trials: list[TrialSummary], metric: str, mode: str) -> TrialSummary:

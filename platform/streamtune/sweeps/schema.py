@@ -127,6 +127,11 @@ class SweepResult(BaseModel):
     run_id: str = Field(description="Run id.")
     best: TrialSummary = Field(description="The winning trial.")
     trials: list[TrialSummary] = Field(description="Every trial.")
+    pareto: list[str] = Field(
+        default_factory=list, description="search nsga2: trial ids of the Pareto front, the trials that saved a model "
+        "and that no other such trial dominates by their last reported objective values (sweep.objectives); the "
+        "winner is the best of them by sweep.metric. Empty for single-objective sweeps."
+    )
     holdout: HoldoutScores = Field(description="Gate evidence.")
     snapshot: dict[str, Any] = Field(description="fingerprint, num_rows, uris of the snapshot.")
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per step.")
