@@ -48,12 +48,13 @@ def _spec(**validation) -> JobSpec:
     return JobSpec.parse(data)
 
 
-def _run(ray_services, tmp, run_id: str, spec: JobSpec, uris: list[str], history: list[TrainingWindow]):
+def _run(ray_services, tmp, run_id: str, spec: JobSpec, uris: list[str], history: list[TrainingWindow],
+         warm_start: list[dict] | None = None):
     runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
     out = tmp / run_id
     out.mkdir(parents=True)
     req = SweepRequest(run_id=run_id, spec=spec.model_dump(mode="json", by_alias=True), uris=uris,
-                       history=history, out_uri=str(out), trusted_roots=[str(tmp)])
+                       history=history, out_uri=str(out), trusted_roots=[str(tmp)], warm_start=warm_start or [])
     (out / "request.json").write_text(req.model_dump_json())
     runner.submit(run_id, str(out / "request.json"), stored_code(spec.code_dir(), tmp / "store"))
     deadline = time.monotonic() + 240
@@ -93,7 +94,11 @@ def test_earlier_windows_are_read_the_latest_rows_held_out_and_the_winner_refit(
 
 def test_without_refit_the_winning_trial_itself_is_gated(ray_services, tmp_path):
     uris = [_window(tmp_path / "data", i) for i in range(2)]
-    result = _run(ray_services, tmp_path, "r-trainingdata0002", _spec(refit=False), [uris[1]], [])
+    champion = {"learning_rate": 0.1234, "num_leaves": 17, "min_data_in_leaf": 11}  # a warm-start point
+    result = _run(ray_services, tmp_path, "r-trainingdata0002", _spec(refit=False), [uris[1]], [], [champion])
+    # the warm-start point was evaluated as given (an exact 0.1234 cannot come from the sampler), once, and the
+    # other trial is the sampler's own; which of two concurrent trials reports first is not fixed
+    assert [t.params for t in result.trials].count(champion) == 1 and len(result.trials) == 2
     assert result.refit is None and "/trials/" in str(result.best.artifact_uri)
     assert result.snapshot["num_rows"] == ROWS and result.snapshot["windows"] == []
     days = pc.min_max(read_scores(result.holdout.scores_uri)["slice:day"])

@@ -92,7 +92,8 @@ def run(req: SweepRequest) -> SweepResult:
     seed = run_seed(spec.sweep, req.run_id)
     check_trial_resources(spec.sweep.resources.cpu, spec.sweep.resources.gpu)
     trials, t_sweep = timed(
-        lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_uri, seed=seed)
+        lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_uri, seed=seed,
+                         warm_start=req.warm_start)
     )
 
     best, pareto = pick_winner(trials, spec.sweep)  # multi-objective: the best of the Pareto front

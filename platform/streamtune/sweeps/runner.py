@@ -10,7 +10,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -92,8 +92,9 @@ def _named_trial(out_uri: str) -> Callable[..., None]:
 
 
 def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_uri: str,
-             *, seed: int | None = None) -> list[TrialSummary]:
-    """Run the sweep and summarise every trial.
+             *, seed: int | None = None, warm_start: Sequence[Mapping[str, Any]] = ()) -> list[TrialSummary]:
+    """Run the sweep and summarise every trial; ``warm_start`` points are evaluated first
+    (:func:`~streamtune.sweeps.space.warm_points`).
 
     Raises:
         SweepError: no trial produced a model.
@@ -109,7 +110,8 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
     progress = ProgressWriter(out_uri, metric=sweep.metric, mode=sweep.mode, planned=sweep.planned_trials,
                               max_t=sweep.max_t)
     collector = _Collector(progress)
-    searcher = make_searcher(sweep, seed)  # define-by-run OptunaSearch; None for PBT, which samples param_space
+    # define-by-run OptunaSearch (warm-start points first); None for PBT, which samples param_space
+    searcher = make_searcher(sweep, seed, warm_start)
     tuner = tune.Tuner(
         trainable,
         param_space=to_tune_space(sweep.space) if searcher is None else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streamtune.config.jobspec import ParamSpec, SweepSpec, condition_order
@@ -193,7 +193,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def make_searcher(spec: SweepSpec, seed: int | None = None) -> Any:
+def make_searcher(spec: SweepSpec, seed: int | None = None,
+                  points: Sequence[Mapping[str, Any]] = ()) -> Any:
     """OptunaSearch over :class:`DefineByRun` with the spec's sampler, limited to ``max_concurrent`` trials at once;
     with ``search: nsga2`` it optimises every objective (lists of metrics and modes). None for ``scheduler: pbt``,
     which takes no searcher.
@@ -214,8 +215,26 @@ def make_searcher(spec: SweepSpec, seed: int | None = None) -> Any:
     mode: str | list[str] = spec.mode
     if spec.objectives:
         metric, mode = [o.metric for o in spec.objectives], [o.mode for o in spec.objectives]
-    searcher = OptunaSearch(space=DefineByRun(spec.space), metric=metric, mode=mode, sampler=make_sampler(spec, seed))
+    searcher = OptunaSearch(space=DefineByRun(spec.space), metric=metric, mode=mode, sampler=make_sampler(spec, seed),
+                            points_to_evaluate=warm_points(spec, points) or None)
     return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
+
+
+def warm_points(spec: SweepSpec, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The warm-start points the searcher evaluates first (``SweepRequest.warm_start``), for this sweep: none for
+    a grid (its trials are the grid's points, capped) or PBT (no searcher); otherwise at most ``num_samples``.
+
+    Example:
+        >>> from streamtune.config import SweepSpec
+        >>> s = SweepSpec(metric="m", mode="min", num_samples=1, space={"a": {"type": "int", "low": 1, "high": 3}})
+        >>> warm_points(s, [{"a": 2}, {"a": 3}])
+        [{'a': 2}]
+        >>> warm_points(s.model_copy(update={"search": "grid"}), [{"a": 2}])
+        []
+    """
+    if spec.search == "grid" or spec.scheduler == "pbt":
+        return []
+    return [dict(p) for p in points][: spec.num_samples]
 
 
 def make_scheduler(spec: SweepSpec) -> Any:
