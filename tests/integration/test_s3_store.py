@@ -63,7 +63,8 @@ def test_events_artifacts_code_and_promotion_all_by_s3_uri(kafka_bootstrap, ray_
         run1 = client.wait(event_ids=[e.event_id for e in events], timeout_s=300)
         assert run1.status is RunStatus.PROMOTED, run1.error
         v1 = client.champion("s3-gbdt")
-        assert v1.artifact_uri.startswith(f"{root}/s3-gbdt/{run1.run_id}/trials/")
+        assert v1.artifact_uri == f"{root}/s3-gbdt/{run1.run_id}/refit"  # the winner refit on train + valid
+        assert v1.lineage["refit"]["trial_artifact_uri"].startswith(f"{root}/s3-gbdt/{run1.run_id}/trials/")
         assert store.exists(f"{v1.artifact_uri}/MANIFEST.json")
         assert store.exists(f"{root}/s3-gbdt/{run1.run_id}/result.json")
         assert v1.lineage["code_uri"] == code_uri and v1.lineage["uris"] == sorted(e.uris[0] for e in events)

@@ -4,6 +4,7 @@ HTTP (uvicorn in a thread); token login by cookie or bearer; everything a record
 from __future__ import annotations
 
 import socket
+import uuid
 from typing import Any
 
 import pytest
@@ -192,6 +193,8 @@ def test_the_real_app_serves_the_pages_in_local_mode_and_keeps_them_out_of_opena
     settings = Settings(home=tmp_path, auth="none", api_port=_port())
     control = LocalControlPlane(settings)
     _seed(control.registry)
+    # an app no Serve has: the same page whether or not an earlier test in this process joined Ray
+    control.registry.put_spec(_spec(app=f"ui-absent-{uuid.uuid4().hex[:8]}"))
     app = create_app(control, settings)
     assert not [p for p in app.openapi()["paths"] if p.startswith("/ui")]
     server = ApiServer(asgi(app), "127.0.0.1", settings.api_port, auth_required=False)
@@ -199,7 +202,7 @@ def test_the_real_app_serves_the_pages_in_local_mode_and_keeps_them_out_of_opena
     server.closers = [control.close]
     try:
         page = requests.get(f"{server.url}/ui/serving")
-        assert page.status_code == 200 and "NOT_DEPLOYED" in page.text  # no Ray in this process: said, not faked
+        assert page.status_code == 200 and "NOT_DEPLOYED" in page.text  # no board to read: said, not faked
         assert "no version board" in page.text
         assert requests.get(f"{server.url}/ui/login").status_code == 200
     finally:
