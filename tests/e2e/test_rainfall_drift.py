@@ -26,6 +26,10 @@ def _spec() -> JobSpec:
     data.update(base_dir=str(ROOT / "configs"))
     data["trigger"]["topic"] = f"rainfall-{uuid.uuid4().hex[:8]}"
     data["sweep"].update(num_samples=2, max_concurrent=2)
+    # two trials, seeded from a run id that depends on this test's random topic: v1's logloss varied from 0.42 to
+    # 0.56 between runs, and the demo's 0.55 ceiling then rejected it; this test is about the drift trigger, so the
+    # ceiling here is the base rate's logloss (0.62 for 31 % rainy days), which any model that learned must beat
+    data["validation"]["threshold"] = 0.62
     data["serve"]["app"] = "rainfall-e2e"
     return JobSpec.parse(data)
 

@@ -52,14 +52,15 @@ def _rare(n: int, seed: int) -> pa.Table:
 
 def _spec(name: str, topic: str, data_dir: pathlib.Path, *, dataset: str, label: str, objective: str,
           metric: str, mode: str, params: dict | None = None, space: dict | None = None,
-          min_rows: int = 1500) -> JobSpec:
+          min_rows: int = 1500, retries: int = 2) -> JobSpec:
     data = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     data.update(name=name, base_dir=str(ROOT / "configs"))
     data["dataset"] = {"name": dataset, "label": label, "uri_roots": [str(data_dir)]}
     data["trigger"].update(topic=topic, min_rows=min_rows)  # the whole published table is one window
     data["job"]["params"] = {"objective": objective, "num_boost_round": 40, "report_every": 10, "num_threads": 1,
                              **(params or {})}
-    data["sweep"].update(metric=metric, mode=mode, num_samples=2, max_concurrent=2, max_t=4, grace_period=1)
+    data["sweep"].update(metric=metric, mode=mode, num_samples=2, max_concurrent=2, max_t=4, grace_period=1,
+                         retries=retries)
     if space is not None:
         data["sweep"]["space"] = space
     data["validation"].update(threshold=None, min_rows=200)
@@ -131,7 +132,8 @@ def test_an_imbalanced_binary_table_is_gated_on_pr_auc(client, tmp_path):
 def test_a_job_that_fails_on_every_trial_names_the_exception(client, tmp_path):
     spec = _spec("broken", f"broken-{uuid.uuid4().hex[:6]}", tmp_path / "data", dataset="broken", label="fraud",
                  objective="binary", metric="logloss", mode="min", params={"num_leaves": 1},
-                 space={"learning_rate": {"type": "loguniform", "low": 0.05, "high": 0.2}})
+                 space={"learning_rate": {"type": "loguniform", "low": 0.05, "high": 0.2}},
+                 retries=0)  # the same code fails the same way on every attempt: one is enough to read the error
     client.submit(spec)
     run = _publish(client, spec, _rare(2000, seed=3), tmp_path / "data" / "w1")
     assert run.status == RunStatus.FAILED
