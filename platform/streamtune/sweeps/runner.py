@@ -174,8 +174,9 @@ def _summary(trial: Any, out_uri: str) -> TrialSummary:
     error = None
     if error_file:
         text = _error_text(trial, error_file)
-        node = node or error_node(text)  # a trial lost before its first report: the node its actor died with
-        error = f"{error_headline(text)} (trial {trial.trial_id} on node {node or 'unknown'}; see {error_file})"
+        node = node or error_node(text) or actor_node(error_actor(text))  # lost before its first report
+        error = f"{error_headline(text)} (trial {trial.trial_id} on node {node or 'unknown'}{_dead_note(node)}; " \
+                f"see {error_file})"
     return TrialSummary(
         trial_id=trial.trial_id, params=dict(trial.config or {}), metrics=metrics,
         iterations=int(metrics.get("training_iteration", 0)), artifact_uri=artifact, manifest_sha256=digest,
@@ -233,6 +234,50 @@ def error_node(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+def error_actor(text: str) -> str | None:
+    """The actor id a Ray error names (an actor that died or became unavailable), if any.
+
+    Example:
+        >>> error_actor("The actor 3310c047fd7233da2267108204000000 is unavailable: Socket closed")
+        '3310c047fd7233da2267108204000000'
+        >>> error_actor("ValueError: x") is None
+        True
+    """
+    match = _ACTOR_ID.search(text)
+    return match.group(1) if match else None
+
+
+def actor_node(actor_id: str | None) -> str | None:
+    """The node an actor ran on, from Ray's state API (None if unknown or the API cannot answer).
+
+    A trial whose node is killed can fail with "actor ... is unavailable" before Ray marks the node dead, and
+    before the trial's first report named its node; Ray still knows where the actor was placed.
+    """
+    if not actor_id:
+        return None
+    try:
+        from ray.util.state import get_actor
+
+        state = get_actor(actor_id, timeout=10)
+    except Exception:  # no dashboard, or the state API timed out: the node stays unknown
+        return None
+    return str(state.node_id) if state is not None and state.node_id else None
+
+
+def _dead_note(node: str | None) -> str:
+    """', which has died' when Ray lists the node as dead (the trial was lost with its node)."""
+    if not node:
+        return ""
+    try:
+        import ray
+
+        dead = any(n.get("NodeID") == node and not n.get("Alive") for n in ray.nodes())
+    except Exception:
+        return ""
+    return ", which has died" if dead else ""
+
+
+_ACTOR_ID = re.compile(r"\bactor ([0-9a-f]{16,})\b", re.IGNORECASE)
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
 _DETAIL_LINE = re.compile(r"^\s+[a-z_]+: ")  # Ray's "\tpid: 123" under an actor error
 _NODE_ID = re.compile(r"Node Id: ([0-9a-f]+)")
