@@ -174,7 +174,7 @@ def _summary(trial: Any, out_uri: str) -> TrialSummary:
     error = None
     if error_file:
         text = _error_text(trial, error_file)
-        node = node or error_node(text) or actor_node(error_actor(text))  # lost before its first report
+        node = str(node) if node else error_node(text) or actor_node(error_actor(text))  # lost before a report
         error = f"{error_headline(text)} (trial {trial.trial_id} on node {node or 'unknown'}{_dead_note(node)}; " \
                 f"see {error_file})"
     return TrialSummary(
