@@ -3,6 +3,13 @@
 Each trial trains one booster. Every ``report_every`` boosting rounds it scores the validation split and
 reports, so ASHA can stop weak trials early. The model is saved as LightGBM's native text format.
 
+Several workers (``sweep.resources.workers`` > 1): the trial is a Ray Train ``LightGBMTrainer`` run
+(``Job.distributed = "lightgbm"``). Each worker builds the features of the whole training split (so a category has
+the same code on every worker), keeps its shard of the rows (``ctx.shard()``) and trains with LightGBM's
+data-parallel tree learner over the network Ray Train sets up (``ray.train.lightgbm.get_network_params()``,
+``tree_learner: data_parallel``, ``pre_partition: true``); every worker ends with the same booster, rank 0's
+reports reach Tune and rank 0 saves it. The refit, and one worker, train as before.
+
 Features: numeric and bool columns are used as numbers (nulls are missing values); every other column (strings,
 large strings, dictionary-encoded columns, dates...) is a categorical feature. Its values are read as strings,
 so a category is the same at training and at predict time whatever the batch's dtype (pandas ``object``,
@@ -166,6 +173,7 @@ class Job(BaseJob):
     """
 
     params = frozenset({"objective", *_BOOSTER_KEYS, "num_boost_round", "report_every", "num_threads"})
+    distributed = "lightgbm"
     metrics = {"rmse": "min", "mae": "min", "logloss": "min", "accuracy": "max", "auc": "max", "pr_auc": "max",
                "f1": "max", "balanced_accuracy": "max"}
 
@@ -200,7 +208,11 @@ class Job(BaseJob):
         if classes is not None and objective == "multiclass":
             params["num_class"] = len(classes)
         categorical = categorical_columns(ctx.train, ctx.features)
-        train_set = lgb.Dataset(_frame(ctx.train, ctx.features, categorical), label=train_y)
+        train_x = _frame(ctx.train, ctx.features, categorical)
+        if ctx.world_size > 1:  # this worker's rows, with the whole split's categories; one booster over all workers
+            train_x, train_y = train_x.iloc[ctx.shard()], train_y[ctx.shard()]
+            params.update(_network_params(), tree_learner="data_parallel", pre_partition=True)
+        train_set = lgb.Dataset(train_x, label=train_y)
         valid_x = _frame(ctx.valid, ctx.features, categorical)
         names = list(self.metrics_for({"objective": objective}))
 
@@ -232,6 +244,13 @@ class Job(BaseJob):
         if classes is None and str(booster.params.get("objective", "")).startswith("binary"):
             classes = [0, 1]  # saved before classes.json: binary models were trained on 0/1 labels
         return GbdtPredictor(booster, features, classes, categorical)
+
+
+def _network_params() -> dict[str, Any]:
+    """LightGBM's network params (``num_machines``, ``machines``, ``local_listen_port``) from Ray Train."""
+    from ray.train.lightgbm import get_network_params
+
+    return dict(get_network_params())
 
 
 def _evaluate(names: Sequence[str], y: Any, scores: Any) -> dict[str, float]:

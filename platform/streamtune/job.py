@@ -31,6 +31,9 @@ import pyarrow as pa
 
 from streamtune.errors import ConfigError
 
+DistributedBackend = Literal["torch", "lightgbm"]
+"""The Ray Train backends a job can train on with several workers (:attr:`Job.distributed`)."""
+
 
 class Predictor(ABC):
     """A loaded model that serving calls, and that the gate scores.
@@ -65,12 +68,34 @@ class Predictor(ABC):
 
 
 class TrainContext(ABC):
-    """What a trial hands to :meth:`Job.train`."""
+    """What a trial hands to :meth:`Job.train`.
+
+    In a multi-worker trial (``sweep.resources.workers`` > 1, a job that declares :attr:`Job.distributed`) every
+    worker gets its own context: ``train`` and ``valid`` are the whole splits on every worker, ``rank`` and
+    ``world_size`` say which worker this is, and :meth:`shard` picks its part of the training rows. Every worker
+    calls :meth:`report` the same number of times (Ray Train waits for all of them at each report) and Tune gets
+    rank 0's metrics; every worker may call :meth:`save_model`, and only rank 0's writer runs.
+
+    Example:
+        >>> class One(TrainContext):
+        ...     def report(self, metrics): ...
+        ...     def save_model(self, writer): ...
+        >>> ctx = One()
+        >>> ctx.rank, ctx.world_size, list(range(5)[ctx.shard()])
+        (0, 1, [0, 1, 2, 3, 4])
+        >>> ctx.rank, ctx.world_size = 1, 2
+        >>> list(range(5)[ctx.shard()])
+        [1, 3]
+    """
 
     train: pa.Table
     valid: pa.Table
     label: str
     features: list[str]
+    rank: int = 0
+    """This worker's rank (0 on a one-process trial, the refit, and the worker whose reports reach Tune)."""
+    world_size: int = 1
+    """How many workers train this trial together."""
 
     @abstractmethod
     def report(self, metrics: dict[str, float]) -> None:
@@ -79,6 +104,11 @@ class TrainContext(ABC):
     @abstractmethod
     def save_model(self, writer: Callable[[str], None]) -> None:
         """Call ``writer(folder)`` to write the model's files; a sha256 manifest is added after."""
+
+    def shard(self) -> slice:
+        """This worker's rows: every ``world_size``-th row from ``rank`` (every row with one worker). Index a numpy
+        array or ``DataFrame.iloc`` with it; the workers' shards differ in length by at most one row."""
+        return slice(self.rank, None, self.world_size)
 
 
 class Job(ABC):
@@ -94,6 +124,12 @@ class Job(ABC):
     - ``checkpoints``: whether a trial saves Tune checkpoints it can resume from. ``scheduler: pbt`` needs it
       (PBT copies a top trial's checkpoint into a bottom one) and is refused at submit otherwise. No template
       checkpoints yet, and :class:`TrainContext` has no checkpoint call yet, so keep it ``False``.
+    - ``distributed``: how :meth:`train` runs on several Ray Train workers (``sweep.resources.workers`` > 1):
+      ``"torch"`` (a ``TorchTrainer``: torch.distributed is set up, gloo on CPU and nccl on GPU, so
+      ``ray.train.torch.prepare_model`` wraps the model in DDP) or ``"lightgbm"`` (a ``LightGBMTrainer``:
+      ``ray.train.lightgbm.get_network_params()`` gives LightGBM's network params). ``None`` (the default): the
+      job trains in one process, and ``workers`` > 1 is refused at submit. See :class:`TrainContext` for what a
+      worker sees.
 
     Example:
         >>> class Tiny(Job):
@@ -101,13 +137,14 @@ class Job(ABC):
         ...     metrics = {"rmse": "min"}
         ...     def train(self, config, ctx): ...
         ...     def load(self, artifact_dir): ...
-        >>> sorted(Tiny.params), Tiny.metrics_for({}), Tiny.checkpoints
-        (['lr'], {'rmse': 'min'}, False)
+        >>> sorted(Tiny.params), Tiny.metrics_for({}), Tiny.checkpoints, Tiny.distributed
+        (['lr'], {'rmse': 'min'}, False, None)
     """
 
     params: ClassVar[frozenset[str] | None] = None
     metrics: ClassVar[Mapping[str, Literal["min", "max"]] | None] = None
     checkpoints: ClassVar[bool] = False
+    distributed: ClassVar[DistributedBackend | None] = None
 
     @classmethod
     def metrics_for(cls, params: Mapping[str, Any]) -> Mapping[str, Literal["min", "max"]] | None:

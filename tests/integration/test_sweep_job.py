@@ -84,18 +84,25 @@ def test_a_failing_sweep_is_reported_failed(ray_services, tmp_path):
     assert runner.logs(run_id).rstrip().splitlines()[-1] == failure.headline
 
 
-def test_trial_resources_the_cluster_lacks_fail_the_job_fast_with_that_reason(ray_services, tmp_path):
+@pytest.mark.parametrize("resources,headline", [
+    ({"cpu": 64.0}, "InfeasibleResources: trial needs {'CPU': 64.0}; no node of the cluster has that: nodes have "
+                    "CPU up to"),
+    # a GPU request alone trains on CPU here (tests/integration/test_sweep_multiworker.py); require_gpu refuses that
+    ({"gpu": 1.0, "require_gpu": True}, 'GpuRequired: Got "true" for sweep.resources.require_gpu (gpu 1); no node '
+                                        "of the cluster has a GPU"),
+], ids=["cpu", "require_gpu"])
+def test_trial_resources_the_cluster_lacks_fail_the_job_fast_with_that_reason(ray_services, tmp_path, resources,
+                                                                               headline):
     spec = load_jobspec(ROOT / "configs" / "demo.yaml")
-    sweep = spec.sweep.model_copy(update={"resources": spec.sweep.resources.model_copy(update={"gpu": 64.0})})
+    sweep = spec.sweep.model_copy(update={"resources": spec.sweep.resources.model_copy(update=resources)})
     spec = spec.model_copy(update={"sweep": sweep})
     runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
     uris = write_batch(tmp_path / "b1", 1, 600, drift=0.0, seed=3)  # enough rows for the data gate (min_rows 500)
-    run_id = "r-sweeptestgpu0001"
+    run_id = f"r-sweeptestres-{'-'.join(resources)}".replace("_", "")
     started = time.monotonic()
     _submit(runner, tmp_path, run_id, spec, uris)
-    assert _wait(runner, run_id, timeout=90) == "FAILED"  # never a hang waiting for GPUs that do not exist
+    assert _wait(runner, run_id, timeout=90) == "FAILED"  # never a hang waiting for resources that do not exist
     assert time.monotonic() - started < 90
     failure = JobFailure.model_validate_json((tmp_path / run_id / "error.json").read_text())
-    assert failure.headline.startswith("InfeasibleResources: trial needs {'GPU': 64.0}; no node of the cluster "
-                                       "has that: nodes have CPU up to"), failure.headline
+    assert failure.headline.startswith(headline), failure.headline
     assert failure.retryable is False

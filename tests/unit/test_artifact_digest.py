@@ -113,6 +113,9 @@ class _Jobs:
     def logs_tail(self, submission_id: str, lines: int = 30) -> str:
         return ""
 
+    def exit_code(self, submission_id: str) -> int | None:
+        return None
+
 
 class _Serving:
     fence = 1

@@ -47,6 +47,9 @@ class ScriptedJobs:
     def logs_tail(self, run_id: str, lines: int = 30) -> str:
         return ""
 
+    def exit_code(self, run_id: str) -> int | None:
+        return None
+
 
 class NoServing:
     fence = 0

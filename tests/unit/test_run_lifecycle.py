@@ -30,6 +30,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 class ScriptedJobs:
     def __init__(self):
         self.submitted, self.stopped, self.states, self.logs_by_id = [], [], {}, {}
+        self.exit_codes = {}
 
     def submit(self, submission_id, request_uri, code_uri, *, run_id=None):
         if submission_id in self.states:
@@ -50,6 +51,9 @@ class ScriptedJobs:
 
     def logs_tail(self, submission_id, lines=30):
         return "\n".join(self.logs(submission_id).splitlines()[-lines:])
+
+    def exit_code(self, submission_id):
+        return self.exit_codes.get(submission_id)
 
 
 class BlockingServing:

@@ -35,6 +35,9 @@ class ScriptedJobs:
     def logs_tail(self, run_id, lines=30):
         return ""
 
+    def exit_code(self, run_id):
+        return None
+
 
 class NoServing:
     fence = 0

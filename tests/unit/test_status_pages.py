@@ -25,7 +25,7 @@ from streamtune.control.local import LocalControlPlane
 from streamtune.registry import open_registry
 from streamtune.registry.records import RunRecord, RunStatus, SpecRecord
 from streamtune.serving.records import BoardSnapshot, ModelRef, RequestCounts, ServiceStatus
-from streamtune.sweeps.schema import HoldoutScores, SweepResult, TrialSummary
+from streamtune.sweeps.schema import HoldoutScores, SweepResult, SweepSpend, TrialSummary
 from streamtune.validation.gate import GateCheck, GateReport
 
 EVIL = '<script>alert("pwned")</script>'
@@ -51,8 +51,11 @@ def _sweep(run_id: str) -> dict[str, Any]:
     trials = [TrialSummary(trial_id="t_0001", params={"num_leaves": 31}, metrics={"rmse": 2.5}, iterations=6),
               TrialSummary(trial_id="t_0002", params={"num_leaves": EVIL}, metrics={"rmse": 1.25}, iterations=6),
               TrialSummary(trial_id="t_0003", params={"num_leaves": 9}, error=f"ValueError: {EVIL}")]
+    spent = SweepSpend(trials_planned=4, trials_started=3, trials_completed=2, trials_failed=1, wall_s=61.5,
+                       cpu_hours=0.25, stopped_by="cpu_hours", cpu_hours_budget=0.25)
     return SweepResult(run_id=run_id, best=trials[1], trials=trials, snapshot={"fingerprint": "f", "num_rows": 1200},
-                       holdout=HoldoutScores(metric="rmse", challenger=1.3, rows=240)).model_dump(mode="json")
+                       holdout=HoldoutScores(metric="rmse", challenger=1.3, rows=240),
+                       spent=spent).model_dump(mode="json")
 
 
 def _gate() -> dict[str, Any]:
@@ -160,6 +163,9 @@ def test_the_run_page_shows_trigger_gate_trials_and_best(site):
     assert 'id="run-trigger">min_rows' in page and 'id="run-version">1<' in page
     assert "passed: rmse 1.3 vs champion -" in page and 'id="gate-checks"' in page
     assert "best: trial <code>t_0002</code>, <strong>rmse 1.25</strong>" in page
+    assert ('id="spent">spent: 3 of 4 trial(s) started (2 completed,\n0 pruned, 0 stopped, 1 failed) in 61.5 s,\n'
+            "0.25 CPU-hours, 0 GPU-hours;\n<strong>stopped by sweep.cpu_hours</strong>, the best trial so far "
+            "won") in page
     assert page.count('class="best"') == 1 and page.count('class="bar"') == 2  # three trials, one errored
     assert "curves come when the sweep records per-step progress" in page
     assert '<meta http-equiv="refresh"' not in page  # a finished run does not reload

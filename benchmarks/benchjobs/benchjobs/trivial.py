@@ -25,3 +25,13 @@ class Trivial(Job):
 
     def load(self, artifact_dir: str | Path) -> Predictor:
         return _Zero()
+
+
+class TrivialNoSave(Trivial):
+    """:class:`Trivial` without the model file: the overhead profile's step before the per-trial save."""
+
+    def train(self, config: dict[str, Any], ctx: TrainContext) -> None:
+        s = 0.0
+        for i in range(5):
+            s += config["x"] * i
+            ctx.report({"score": s})

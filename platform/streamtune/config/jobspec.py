@@ -174,6 +174,11 @@ class TriggerSpec(_Spec):
     on_running: Literal["queue", "skip", "replace"] = Field(
         "queue", description="What to do with a new window while a run of this spec is running."
     )
+    preempt: bool = Field(
+        True, description="A window ready to start while a run asked for by hand (run-now, replay) is in flight "
+        "stops that run and starts first; the stopped run goes back to the queue behind the windows and resumes "
+        "in a new attempt (not counted against sweep.retries). false: the window waits for it.",
+    )
     dedupe_for: float = Field(
         7 * 86400.0,
         description='How long event ids and data URIs are remembered across windows, to drop repeats; e.g. "7d".',
@@ -374,10 +379,41 @@ def condition_order(space: dict[str, ParamSpec]) -> list[str]:
 
 
 class ResourcesSpec(_Spec):
-    """Resources of one trial."""
+    """Resources of one trial: one process (``workers: 1``), or a Ray Train run of ``workers`` processes.
 
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial.")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial; fractions such as 0.25 share a GPU.")
+    Example:
+        >>> r = ResourcesSpec(cpu=1, workers=2)
+        >>> r.workers, r.total_cpu
+        (2, 2.0)
+        >>> ResourcesSpec(require_gpu=True)
+        Traceback (most recent call last):
+        pydantic_core._pydantic_core.ValidationError: 1 validation error for ResourcesSpec
+          Value error, Got "true" for sweep.resources.require_gpu with sweep.resources.gpu 0; ...
+    """
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial; with workers > 1, per Ray Train worker.")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial (per worker with workers > 1); fractions such as 0.25 "
+                       "share a GPU. On a cluster without a GPU the trials run on CPU, and the run records why in "
+                       "its sweep result's warnings, unless require_gpu.")
+    workers: int = Field(1, ge=1, le=256, description="Processes per trial. 1: the job trains in the trial's own "
+                         "Ray Tune actor. More: each trial is a Ray Train run of this many workers (ScalingConfig), "
+                         "each with `cpu` and `gpu`, for a job that declares Job.distributed (torch DDP, LightGBM); "
+                         "rank 0's reports reach Tune and rank 0 saves the model. The refit of the winner trains "
+                         "in one process with one worker's resources.")
+    require_gpu: bool = Field(False, description="Fail at submit (and at the sweep's start) when no node of the "
+                              "cluster has a GPU, rather than train on CPU. Needs gpu > 0.")
+
+    @model_validator(mode="after")
+    def _gpu_asked(self) -> ResourcesSpec:
+        if self.require_gpu and self.gpu <= 0:
+            raise ValueError(f'Got "true" for sweep.resources.require_gpu with sweep.resources.gpu {self.gpu:g}; '
+                             "require_gpu needs a GPU request: set gpu > 0, or drop require_gpu")
+        return self
+
+    @property
+    def total_cpu(self) -> float:
+        """CPUs one trial holds, over all its workers."""
+        return self.cpu * self.workers
 
 
 class WarmStartSpec(_Spec):
@@ -433,8 +469,18 @@ class SweepSpec(_Spec):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-trial resources.")
     seed: int | None = Field(0, description="Sampler seed; null for a random one.")
     time_budget: float | None = Field(
-        3600.0, description='Wall-clock limit of the sweep, e.g. "15m"; the run fails with that reason after it. '
-        "null for none."
+        3600.0, description='Wall-clock limit of the sweep\'s trials, e.g. "15m": once reached, running trials are '
+        "stopped and no more start; the winner is the best trial that saved a model so far, and the result's "
+        "`spent` says so (stopped_by time_budget). A job still running well past it is stopped and failed by the "
+        "controller. null for none.",
+    )
+    cpu_hours: float | None = Field(
+        None, description="Limit on the CPU-hours the trials hold (each trial's CPUs times its running seconds, "
+        "summed); once reached the sweep stops as with time_budget. null for none.",
+    )
+    gpu_hours: float | None = Field(
+        None, description="Limit on the GPU-hours the trials hold, counted as cpu_hours; needs "
+        "sweep.resources.gpu > 0. null for none.",
     )
     retries: int = Field(2, ge=0, le=20, description="Attempts after a failed one, each a new Ray Job.")
     retry_backoff: float = Field(
@@ -455,6 +501,21 @@ class SweepSpec(_Spec):
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
+
+    @field_validator("time_budget", "cpu_hours", "gpu_hours")
+    @classmethod
+    def _positive_budget(cls, value: float | None) -> float | None:
+        if value is not None and not value > 0:  # not > 0: NaN is refused too
+            raise ValueError("a budget must be greater than 0; null for no limit")
+        return value
+
+    @model_validator(mode="after")
+    def _gpu_budget(self) -> SweepSpec:
+        if self.gpu_hours is not None and self.resources.gpu <= 0:
+            raise ValueError(f'Got "{self.gpu_hours:g}" for sweep.gpu_hours with sweep.resources.gpu '
+                             f"{self.resources.gpu:g}; trials that hold no GPU never spend GPU-hours: set "
+                             "sweep.resources.gpu, or limit sweep.cpu_hours instead")
+        return self
 
     @field_validator("space")
     @classmethod

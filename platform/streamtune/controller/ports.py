@@ -23,6 +23,9 @@ class Jobs(Protocol):
         """The job's status name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), or None if the cluster has no
         such job; raises a StreamtuneError when it cannot tell (the cluster is unreachable)."""
 
+    def exit_code(self, submission_id: str) -> int | None:
+        """The exit code of the job's driver (negative: the signal that killed it); None if unknown or running."""
+
     def logs(self, submission_id: str) -> str:
         """The job's whole log; raises NotFoundError if the cluster has no such job."""
 

@@ -2,8 +2,10 @@
 
 Each attempt of a run is a Ray Job of its own (``submission_id`` = the run id, then ``<run_id>-a<N>``). An
 attempt that fails is retried after ``sweep.retry_backoff * 2**(attempt-1)`` seconds, up to ``sweep.retries``
-times, with the run back in ``pending`` (``retry_at`` set) and first in its spec's queue, so its window is never
-merged into a later one; after the last attempt it stays ``failed`` with every attempt's reason. A run past
+times, with the run back in ``pending`` (``retry_at`` set) and first among its kind in its spec's queue, so its
+window is never merged into a later one; after the last attempt it stays ``failed`` with every attempt's reason.
+A spec's pending runs start one at a time, event-triggered windows before runs asked for by hand
+(:func:`start_order`). A run past
 ``sweep.time_budget`` (from its submission, plus a grace) is stopped and failed. The promotion swap runs in a
 :class:`~streamtune.controller.promotions.PromotionWorker` thread, off the controller loop.
 """
@@ -34,6 +36,7 @@ from streamtune.registry.records import RunAttempt, RunRecord, RunStatus, SpecRe
 from streamtune.serving.records import ModelRef
 from streamtune.sweeps.driver import result_uri
 from streamtune.sweeps.failures import JobFailure, describe, error_uri, exception_line
+from streamtune.sweeps.jobs_api import killed_by
 from streamtune.sweeps.progress import run_out_uri
 from streamtune.sweeps.schema import ChampionRef, SweepRequest, SweepResult
 
@@ -108,7 +111,9 @@ class RunAdvancer:
             if self.promotions.busy(spec.name):
                 return
         active = self.registry.list_runs(spec.name, status=list(ACTIVE), limit=1)
-        pending = self.registry.list_runs(spec.name, status=RunStatus.PENDING, limit=PENDING_BATCH, oldest_first=True)
+        pending = start_order(self._pending(spec.name))  # event-triggered windows before runs asked for by hand
+        if active and pending and not record.paused and self._preempted(spec, active[0], pending[0]):
+            active = []  # the window at the head starts now; the run asked for by hand resumes after
         if active and pending:
             active, pending = self._apply_policy(spec, active[0], pending)
         if active:
@@ -118,6 +123,38 @@ class RunAdvancer:
             if head.retry_at is not None and head.retry_at > time.time():
                 return  # a failed attempt backs off; its window keeps its place at the head of the queue
             self._submit(spec, head)
+
+    def _preempted(self, spec: JobSpec, active: RunRecord, head: RunRecord) -> bool:
+        """Stop the active run for the window at the head of the queue, if ``trigger.preempt`` lets it: the active
+        run must be one asked for by hand whose Ray Job still runs, and the window ready to start. The stopped run
+        goes back to ``pending`` as its next attempt (a :class:`RunAttempt` with ``preempted_by``), which resumes
+        the sweep from its folder once the windows ahead of it are done."""
+        if not spec.trigger.preempt or not _by_hand(active) or _by_hand(head):
+            return False
+        if active.status not in (RunStatus.SUBMITTED, RunStatus.RUNNING):
+            return False  # a run that passed the gate is being promoted: it finishes first
+        if head.retry_at is not None and head.retry_at > time.time():
+            return False  # the window backs off: nothing would start in the freed slot
+        if self.jobs.status(active.submission_id) not in ("PENDING", "RUNNING"):
+            return False  # it ended already: _advance records how
+        self.jobs.stop(active.submission_id)
+        reason = f"pre-empted by run {head.run_id}, an event-triggered window (trigger.preempt)"
+        attempts = [*(a for a in active.attempts if a.attempt != active.attempt),
+                    RunAttempt(attempt=active.attempt, submission_id=active.submission_id, error=reason,
+                               started_at=active.timings.get("submitted_at"), preempted_by=head.run_id)]
+        self._update(active, status=RunStatus.PENDING, attempt=active.attempt + 1, attempts=attempts, retry_at=None,
+                     error=f"{reason}; resumes after it as attempt {active.attempt + 1}")
+        log.info("run %s (asked for by hand) pre-empted by window run %s; Ray Job %s stopped", active.run_id,
+                 head.run_id, active.submission_id)
+        return True
+
+    def _pending(self, spec_name: str) -> list[RunRecord]:
+        """The spec's oldest pending runs; when that batch is full of runs asked for by hand, the newest pending
+        runs too, so a window that arrived behind them is seen (and starts first, :func:`start_order`)."""
+        pending = self.registry.list_runs(spec_name, status=RunStatus.PENDING, limit=PENDING_BATCH, oldest_first=True)
+        if len(pending) == PENDING_BATCH and all(_by_hand(run) for run in pending):
+            pending += self.registry.list_runs(spec_name, status=RunStatus.PENDING, limit=PENDING_BATCH)
+        return pending
 
     def _apply_policy(self, spec: JobSpec, active: RunRecord,
                       pending: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
@@ -170,7 +207,8 @@ class RunAdvancer:
         history = training_windows(self.registry, spec, run)
         claimed = run.num_rows + sum(w.num_rows for w in history)
         req = SweepRequest(
-            run_id=run.run_id, submission_id=run.submission_id, spec=spec.model_dump(mode="json"), uris=run.uris,
+            run_id=run.run_id, submission_id=run.submission_id, attempt=run.attempt, resume=self._resumes(run),
+            spec=spec.model_dump(mode="json"), uris=run.uris,
             event_ids=run.event_ids, trusted_roots=self.data_roots, out_uri=out, claimed_rows=claimed or None,
             history=history, warm_start=warm_start_points(self.registry, spec),
             champion=ChampionRef(version=champ.version, artifact_uri=champ.artifact_uri,
@@ -181,6 +219,21 @@ class RunAdvancer:
         kill_point("runs.after_submit")
         self._update(run, status=RunStatus.SUBMITTED, retry_at=None, timings={"submitted_at": time.time()})
         log.info("run %s submitted as Ray Job %s (attempt %d)", run.run_id, run.submission_id, run.attempt)
+
+    def _resumes(self, run: RunRecord) -> bool:
+        """Whether this attempt resumes the Tune experiment the one before left (``SweepRequest.resume``): yes
+        when that attempt's driver died without writing ``error.json`` (killed, its node or the Ray head lost);
+        an attempt whose driver raised is retried from scratch (:mod:`streamtune.sweeps.resume`)."""
+        if run.attempt < 2:
+            return False
+        uri = error_uri(self.out_uri(run))
+        if not self.store.exists(uri):
+            return True
+        try:
+            failure = JobFailure.model_validate_json(self.store.get_text(uri))
+        except (ValidationError, ValueError):
+            return True
+        return failure.submission_id != attempt_submission_id(run.run_id, run.attempt - 1)
 
     def _advance(self, spec: JobSpec, run: RunRecord) -> None:
         if run.status == RunStatus.SUCCEEDED:
@@ -224,6 +277,10 @@ class RunAdvancer:
                     self._update(run, gate={"passed": False, "reasons": failure.data_gate.reasons,
                                             "data_gate": failure.data_gate.model_dump(mode="json")})
                 return failure.headline, failure.retryable
+        signal_name = killed_by(self.jobs.exit_code(run.submission_id))
+        if signal_name is not None:  # killed before it could write error.json (OOM killer, kill -9, kill point)
+            return (f"the sweep driver (Ray Job {run.submission_id}) was killed by {signal_name} before it wrote "
+                    "error.json", True)
         tail = self.jobs.logs_tail(run.submission_id, 60)
         line = exception_line(tail)
         if line is not None:
@@ -232,8 +289,10 @@ class RunAdvancer:
         return f"sweep job failed and its log names no exception{': ' + last[:200] if last else ''}", True
 
     def _attempt_failed(self, spec: JobSpec, run: RunRecord, reason: str, *, retryable: bool = True) -> RunRecord:
-        """Record a failed attempt: back to pending for the next one after its backoff, or failed for good."""
-        total = max(1 + spec.sweep.retries, run.attempt)
+        """Record a failed attempt: back to pending for the next one after its backoff, or failed for good.
+        Pre-empted attempts (``preempted_by``) do not count against ``sweep.retries``."""
+        preempted = sum(1 for a in run.attempts if a.preempted_by is not None)
+        total = max(1 + spec.sweep.retries + preempted, run.attempt)
         record = RunAttempt(attempt=run.attempt, submission_id=run.submission_id, error=reason,
                             started_at=run.timings.get("submitted_at"))
         attempts = [*(a for a in run.attempts if a.attempt != run.attempt), record]
@@ -371,6 +430,28 @@ class RunAdvancer:
         return updated
 
 
+def _by_hand(run: RunRecord) -> bool:
+    """Whether a command asked for the run (``run-now``, ``replay``): an exploratory run, not an event's window."""
+    return run.command_id is not None
+
+
+def start_order(pending: Sequence[RunRecord]) -> list[RunRecord]:
+    """The order a spec's pending runs start in, one at a time: the runs events triggered (trigger windows, and
+    their retries) before the runs a command asked for by hand (``run-now``, ``replay``), each group oldest first.
+    A run asked for by hand therefore waits while windows keep arriving; a retried window keeps its place at the
+    head (it is older than the windows behind it). Duplicates (one run read twice) are dropped.
+
+    Example:
+        >>> run = lambda i, t, command=None: RunRecord(run_id=f"r-{i}", spec_name="s", dataset="d", created_at=t,
+        ...                                            command_id=command)
+        >>> queue = [run(1, 1.0, "c-1"), run(2, 2.0), run(3, 3.0, "c-2"), run(4, 4.0), run(2, 2.0)]
+        >>> [r.run_id for r in start_order(queue)]
+        ['r-2', 'r-4', 'r-1', 'r-3']
+    """
+    unique = {run.run_id: run for run in pending}
+    return sorted(unique.values(), key=lambda run: (_by_hand(run), run.created_at, run.run_id))
+
+
 def with_run_checks(gate: dict[str, Any], result: SweepResult) -> dict[str, Any]:
     """The model gate's report (as JSON) with the run's own checks added: the data gate's report, and the smoke
     test, whose failure fails the gate with its reason first.
@@ -500,7 +581,8 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
 
 def _lineage(run: RunRecord, result: SweepResult, spec: JobSpec) -> dict[str, Any]:
     """What a model version came from; ``node_id`` is the Ray node the winning trial ran on, ``trial_nodes``
-    every trial's node by trial id (None where unknown)."""
+    every trial's node by trial id (None where unknown), ``spent`` what the sweep spent and what stopped it
+    (:class:`~streamtune.sweeps.schema.SweepSpend`)."""
     return {
         "run_id": run.run_id, "event_ids": run.event_ids, "offsets": run.offsets, "uris": run.uris,
         "snapshot_fingerprint": result.snapshot.get("fingerprint"), "snapshot_rows": result.snapshot.get("num_rows"),
@@ -514,4 +596,7 @@ def _lineage(run: RunRecord, result: SweepResult, spec: JobSpec) -> dict[str, An
         "refit": None if result.refit is None else {"trial_id": result.refit.trial_id,
                                                     "trial_artifact_uri": result.refit.trial_artifact_uri,
                                                     "rows": result.refit.rows},
+        "spent": None if result.spent is None else result.spent.model_dump(mode="json"),  # and what stopped it
+        "attempt": run.attempt,  # the attempt whose result this is; resume: the trials it kept from dead ones
+        "resume": None if result.resume is None else result.resume.model_dump(mode="json"),
     }

@@ -80,6 +80,10 @@ class RunAttempt(BaseModel):
     error: str = Field(description="Why the attempt failed: the exception's type and message.")
     started_at: float | None = Field(None, description="Unix time it was submitted.")
     ended_at: float = Field(default_factory=time.time, description="Unix time it was found failed.")
+    preempted_by: str | None = Field(
+        None, description="The event-triggered run this attempt of a run asked for by hand was stopped for "
+        "(trigger.preempt); the next attempt resumes it, and it does not count against sweep.retries. None: it failed."
+    )
 
 
 TriggerKind = Literal["min_rows", "max_wait", "drift", "degradation", "schedule", "replay", "manual"]

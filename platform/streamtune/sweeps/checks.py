@@ -3,8 +3,9 @@
 The controller must not import user code (a job module may do anything at import), so :class:`RaySpecChecker`
 launches one Ray task with the spec's runtime_env (``py_modules = [job.code_uri]``, the same code the sweep and
 the replicas get), which imports the entrypoint there and runs :func:`contract_problems`. The controller only
-waits for the answer, with a timeout. The pure parts (:func:`metric_direction`, :func:`contract_problems`) need
-no Ray.
+waits for the answer, with a timeout. Before that it refuses a spec with ``sweep.resources.require_gpu`` on a
+cluster without a GPU (:func:`check_gpu_request`). The pure parts (:func:`metric_direction`,
+:func:`contract_problems`) need no Ray.
 
 Example:
     >>> metric_direction("rmse"), metric_direction("auc"), metric_direction("made_up") is None
@@ -21,8 +22,8 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.errors import ConfigError
 from streamtune.validation.metrics import DIRECTIONS
 
-__all__ = ["METRIC_DIRECTIONS", "RaySpecChecker", "SpecChecks", "check_job_contract", "contract_problems",
-           "metric_direction"]
+__all__ = ["METRIC_DIRECTIONS", "RaySpecChecker", "SpecChecks", "check_gpu_request", "check_job_contract",
+           "contract_problems", "metric_direction"]
 
 METRIC_DIRECTIONS: dict[str, Literal["min", "max"]] = {
     "rmse": "min", "mse": "min", "mae": "min", "mape": "min", "logloss": "min", "loss": "min",
@@ -51,7 +52,8 @@ def contract_problems(spec: JobSpec, job_cls: type) -> list[str]:
 
     Checked: ``sweep.metric`` (and each of ``sweep.objectives``) is one the job reports (when it declares its
     metrics) and its direction matches its mode; every ``job.params`` key and ``sweep.space`` dimension is a param
-    the job declares; ``scheduler: pbt`` only for a job that checkpoints (``Job.checkpoints``).
+    the job declares; ``scheduler: pbt`` only for a job that checkpoints (``Job.checkpoints``);
+    ``sweep.resources.workers`` > 1 only for a job that trains on several workers (``Job.distributed``).
 
     Example:
         >>> from streamtune.job import Job
@@ -96,6 +98,11 @@ def contract_problems(spec: JobSpec, job_cls: type) -> list[str]:
         problems.append(f'Got "pbt" for sweep.scheduler; job {entry.entrypoint} does not checkpoint '
                         "(Job.checkpoints is False), and PBT resumes trials from copies of other trials' checkpoints: "
                         "use asha, hyperband, median or none")
+    workers = sweep.resources.workers
+    if workers > 1 and getattr(job_cls, "distributed", None) is None:
+        problems.append(f'Got "{workers}" for sweep.resources.workers; job {entry.entrypoint} trains in one process '
+                        "(Job.distributed is None), so it cannot run as a Ray Train run of several workers: set "
+                        "workers: 1, or use a job that declares Job.distributed (torch, lightgbm)")
     params = getattr(job_cls, "params", None)
     if params is not None:
         known = sorted(params)
@@ -135,6 +142,23 @@ def _remote_check(spec_json: str) -> tuple[str, str | None] | None:
     return None
 
 
+def check_gpu_request(spec: JobSpec) -> None:
+    """At submit, on the connected cluster: refuse a spec with ``sweep.resources.require_gpu`` when no node has a
+    GPU (:func:`~streamtune.sweeps.resources.plan_resources`). Without ``require_gpu`` such a spec is stored; its
+    sweeps train on CPU and say so in their result's warnings.
+
+    Raises:
+        ConfigError: ``require_gpu`` is set and no alive node has a GPU.
+    """
+    from streamtune.sweeps.failures import alive_nodes
+    from streamtune.sweeps.resources import GpuRequired, plan_resources
+
+    try:
+        plan_resources(spec.sweep.resources, alive_nodes())
+    except GpuRequired as exc:
+        raise ConfigError(f"spec {spec.name} cannot run on this cluster: {exc.headline}", fix=exc.fix) from None
+
+
 class SpecChecks(Protocol):
     """The controller's port for checks at submit."""
 
@@ -171,6 +195,7 @@ class RaySpecChecker:
         if spec.job.code_uri is None:
             raise ConfigError(f"spec {spec.name} has no job.code_uri to check its job with")
         self.connect()
+        check_gpu_request(spec)
         env: dict[str, Any] = {"py_modules": [ray_uri(spec.job.code_uri)]}
         if os.environ.get("AWS_ENDPOINT_URL"):
             env["env_vars"] = {"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}

@@ -3,8 +3,11 @@
 It reads the request from the artifact store, reads the window's snapshot (with the earlier windows that
 ``dataset.training`` adds), runs the data gate on it (a failure ends the job before any trial, not retried, with
 the report in ``error.json``), checks that the cluster can place one trial (else it fails at once, naming what is
-missing), splits the rows (at random, or by time), runs the Tune sweep (``sweep.time_budget`` is Tune's
-``time_budget_s``), refits the winner on train + validation rows (``validation.refit``,
+missing; a GPU asked for on a cluster without one trains on CPU, with a warning in the result, unless
+``sweep.resources.require_gpu``: :mod:`streamtune.sweeps.resources`), splits the rows (at random, or by time),
+runs the Tune sweep under its budgets (``sweep.time_budget``, ``cpu_hours``, ``gpu_hours``:
+:mod:`streamtune.sweeps.budget`; one that runs out stops the trials and the best so far wins, and the result's
+``spent`` says what was spent), refits the winner on train + validation rows (``validation.refit``,
 :mod:`streamtune.sweeps.refit`), scores it and the champion on the same holdout, smoke-tests it (loaded as serving
 loads it, in a Ray task of its own), and writes ``result.json`` beside the request. If anything raises, it writes
 ``error.json`` there instead (type, message, traceback) and exits 1. The controller reads those; only the
@@ -23,10 +26,14 @@ from streamtune.artifacts.store import ArtifactStore
 from streamtune.config.jobspec import JobSpec
 from streamtune.data.snapshot import Snapshot, Splits
 from streamtune.data.stats import reference_stats
-from streamtune.sweeps.failures import JobFailure, check_trial_resources, error_uri
+from streamtune.errors import SweepError
+from streamtune.sweeps.budget import SweepBudget
+from streamtune.sweeps.failures import JobFailure, error_uri
 from streamtune.sweeps.refit import refit
+from streamtune.sweeps.resources import plan_sweep_resources, with_resources
+from streamtune.sweeps.resume import resume_summary
 from streamtune.sweeps.runner import pick_winner, run_tune, timed
-from streamtune.sweeps.schema import RefitSummary, SweepRequest, SweepResult, TrialSummary
+from streamtune.sweeps.schema import RefitSummary, SweepRequest, SweepResult, SweepSpend, TrialSummary
 from streamtune.sweeps.scoring import score_holdout
 from streamtune.sweeps.space import run_seed
 from streamtune.validation.data_gate import DataGateFailed, check_data
@@ -90,13 +97,17 @@ def run(req: SweepRequest) -> SweepResult:
     splits = snap.split(spec.validation.holdout_fraction, spec.validation.valid_fraction,
                         by_time=spec.validation.split == "time")
     seed = run_seed(spec.sweep, req.run_id)
-    check_trial_resources(spec.sweep.resources.cpu, spec.sweep.resources.gpu)
+    plan = plan_sweep_resources(spec.sweep.resources)  # a GPU asked for where none is: CPU, or require_gpu fails
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    spec = with_resources(spec, plan.resources)  # the trials and the refit ask for what the cluster has
+    budget = SweepBudget.from_spec(spec.sweep, key=req.out_uri)
     trials, t_sweep = timed(
         lambda: run_tune(spec, splits.train, splits.valid, snap.features, req.out_uri, seed=seed,
-                         warm_start=req.warm_start)
+                         warm_start=req.warm_start, budget=budget, attempt=req.attempt, resume=req.resume)
     )
-
-    best, pareto = pick_winner(trials, spec.sweep)  # multi-objective: the best of the Pareto front
+    spent = budget.spent(trials)
+    best, pareto = _pick_winner(trials, spec, spent)  # multi-objective: the best of the Pareto front
     refit_summary, t_refit = None, 0.0
     if spec.validation.refit:
         trial = best
@@ -117,8 +128,37 @@ def run(req: SweepRequest) -> SweepResult:
                   "windows": [w.model_dump(mode="json") for w in req.history]},
         timings={"snapshot_s": t_snap, "sweep_s": t_sweep, "refit_s": t_refit, "holdout_eval_s": t_eval,
                  "smoke_s": smoke.seconds},
-        data_gate=data_gate, smoke=smoke,
+        data_gate=data_gate, smoke=smoke, warnings=plan.warnings, spent=spent,
+        resume=resume_summary(((t.trial_id, t.attempt, t.reruns) for t in trials), attempt=req.attempt),
     )
+
+
+def _pick_winner(trials: list[TrialSummary], spec: JobSpec, spent: SweepSpend) -> tuple[TrialSummary, list[str]]:
+    """:func:`pick_winner`; when a budget stopped the sweep before any trial saved a model, the error says which
+    budget and what was spent."""
+    try:
+        return pick_winner(trials, spec.sweep)
+    except SweepError as exc:
+        if spent.stopped_by == "completed":
+            raise
+        raise SweepError(f"{budget_line(spent)} before any trial saved a model ({exc.headline})",
+                         fix=f"raise sweep.{spent.stopped_by}, or lower sweep.max_t or the data so a trial "
+                             "finishes within it") from exc
+
+
+def budget_line(spent: SweepSpend) -> str:
+    """Which budget stopped a sweep, and what it had spent.
+
+    Example:
+        >>> budget_line(SweepSpend(trials_planned=4, trials_started=2, trials_stopped=2, wall_s=61.0,
+        ...                        cpu_hours=0.034, stopped_by="cpu_hours", cpu_hours_budget=0.03))
+        'sweep.cpu_hours of 0.03 ran out (spent 0.034 CPU-hours, 0 GPU-hours in 61 s; 2 of 4 trials started)'
+    """
+    limit = {"time_budget": spent.time_budget_s, "cpu_hours": spent.cpu_hours_budget,
+             "gpu_hours": spent.gpu_hours_budget}.get(spent.stopped_by)
+    return (f"sweep.{spent.stopped_by} of {limit or 0:g} ran out (spent {spent.cpu_hours:g} CPU-hours, "
+            f"{spent.gpu_hours:g} GPU-hours in {spent.wall_s:g} s; {spent.trials_started} of "
+            f"{spent.trials_planned} trials started)")
 
 
 def main(argv: list[str]) -> int:

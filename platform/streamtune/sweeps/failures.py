@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 import traceback as tb
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,8 @@ from streamtune.validation.data_gate import DataGateFailed, DataGateReport
 
 ERROR = "error.json"
 
-__all__ = ["ERROR", "InfeasibleResources", "JobFailure", "error_uri", "exception_line", "infeasible_reason"]
+__all__ = ["ERROR", "InfeasibleResources", "JobFailure", "alive_nodes", "check_trial_resources", "error_uri",
+           "exception_line", "infeasible_reason"]
 
 
 class InfeasibleResources(SweepError):
@@ -106,10 +108,14 @@ def exception_line(log: str) -> str | None:
     return None
 
 
-def infeasible_reason(request: Mapping[str, float], nodes: Sequence[Mapping[str, float]]) -> str | None:
+def infeasible_reason(request: Mapping[str, float], nodes: Sequence[Mapping[str, float]], *, count: int = 1,
+                      driver_cpu: float = 0.0) -> str | None:
     """Why no node could ever place a trial asking for ``request``; None when some alive node could.
 
     ``nodes`` are the alive nodes' total resources (``ray.nodes()``'s ``Resources``). Zero requests are ignored.
+    A multi-worker trial asks for ``count`` bundles of ``request`` (one per Ray Train worker, anywhere) and for
+    ``driver_cpu`` on one node for the Tune actor that drives them; how many bundles a node holds is exact for
+    equal bundles.
 
     Example:
         >>> infeasible_reason({"CPU": 1.0, "GPU": 0.0}, [{"CPU": 2.0}]) is None
@@ -118,31 +124,63 @@ def infeasible_reason(request: Mapping[str, float], nodes: Sequence[Mapping[str,
         "trial needs {'GPU': 1.0}; no node of the cluster has that: nodes have CPU up to 4.0, GPU up to 0"
         >>> infeasible_reason({"CPU": 8.0}, [{"CPU": 2.0}, {"CPU": 2.0}])
         "trial needs {'CPU': 8.0}; no node of the cluster has that: nodes have CPU up to 2.0"
+        >>> infeasible_reason({"CPU": 1.0}, [{"CPU": 2.0}, {"CPU": 2.0}], count=4) is None
+        True
+        >>> infeasible_reason({"CPU": 1.0}, [{"CPU": 2.0}, {"CPU": 2.0}], count=4, driver_cpu=0.01)
+        "trial needs 4 workers of {'CPU': 1.0} and 0.01 CPU to drive them; the cluster holds 3 such workers at most"
     """
     wanted = {k: float(v) for k, v in request.items() if v}
     if not wanted:
         return None
-    if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes):
+    if not any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes):
+        short = {k: v for k, v in wanted.items() if not any(node.get(k, 0.0) >= v for node in nodes)} or wanted
+        have = ", ".join(f"{k} up to {max((node.get(k, 0.0) for node in nodes), default=0) or 0}" for k in wanted)
+        return f"trial needs {short}; no node of the cluster has that: nodes have {have}"
+    if count <= 1 and not driver_cpu:
         return None
-    short = {k: v for k, v in wanted.items() if not any(node.get(k, 0.0) >= v for node in nodes)} or wanted
-    have = ", ".join(f"{k} up to {max((node.get(k, 0.0) for node in nodes), default=0) or 0}" for k in wanted)
-    return f"trial needs {short}; no node of the cluster has that: nodes have {have}"
+    room = _room(wanted, nodes, driver_cpu)
+    if room >= count:
+        return None
+    driver = f" and {driver_cpu:g} CPU to drive them" if driver_cpu else ""
+    return f"trial needs {count} workers of {wanted}{driver}; the cluster holds {room} such workers at most"
 
 
-def check_trial_resources(cpu: float, gpu: float) -> None:
-    """Fail fast, before Tune starts, when no node of the connected Ray cluster can run one trial.
+def _room(wanted: Mapping[str, float], nodes: Sequence[Mapping[str, float]], driver_cpu: float) -> int:
+    """How many bundles ``wanted`` the nodes hold together, with ``driver_cpu`` taken from the best node for it."""
+    def holds(node: Mapping[str, float]) -> int:
+        return int(min(math.floor(float(node.get(k, 0.0)) / v + 1e-9) for k, v in wanted.items()))
+
+    each = [holds(n) for n in nodes]
+    if not driver_cpu:
+        return sum(each)
+    best = -1
+    for i, node in enumerate(nodes):
+        if float(node.get("CPU", 0.0)) >= driver_cpu:
+            best = max(best, sum(each) - each[i] + holds({**node, "CPU": float(node.get("CPU", 0.0)) - driver_cpu}))
+    return max(best, 0)
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    """The total resources of every alive node of the connected Ray cluster."""
+    import ray
+
+    return [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+
+
+def check_trial_resources(cpu: float, gpu: float, *, workers: int = 1, driver_cpu: float = 0.0) -> None:
+    """Fail fast, before Tune starts, when the connected Ray cluster can never run one trial: a node for each of
+    its ``workers`` (``cpu``/``gpu`` each), and ``driver_cpu`` for its Tune actor.
 
     Raises:
         InfeasibleResources: names what the trial needs and what the nodes have.
     """
     import ray
 
-    nodes = [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
-    reason = infeasible_reason({"CPU": cpu, "GPU": gpu}, nodes)
+    reason = infeasible_reason({"CPU": cpu, "GPU": gpu}, alive_nodes(), count=workers, driver_cpu=driver_cpu)
     if reason is not None:
         raise InfeasibleResources(
             f"{reason} (cluster total: {_short(ray.cluster_resources())})",
-            fix="lower sweep.resources in the JobSpec, or add a node that has them",
+            fix="lower sweep.resources (cpu, gpu, workers) in the JobSpec, or add a node that has them",
         )
 
 

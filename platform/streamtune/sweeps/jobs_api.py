@@ -10,14 +10,32 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 
+from streamtune import faults
 from streamtune.artifacts.store import ray_uri
 from streamtune.errors import NotFoundError, ServiceError, SweepError
 
 log = logging.getLogger(__name__)
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def killed_by(exit_code: int | None) -> str | None:
+    """The signal a driver's exit code says killed it (``-9``, or ``137`` from a shell: 128 + 9), else None.
+
+    Example:
+        >>> killed_by(-9), killed_by(137), killed_by(1), killed_by(None)
+        ('SIGKILL', 'SIGKILL', None, None)
+    """
+    if exit_code is None or 0 <= exit_code <= 128:
+        return None
+    number = -exit_code if exit_code < 0 else exit_code - 128
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class RayJobRunner:
@@ -76,6 +94,8 @@ class RayJobRunner:
         env = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
         if os.environ.get("AWS_ENDPOINT_URL"):  # an S3-compatible store (not a secret; credentials stay on nodes)
             env["AWS_ENDPOINT_URL"] = os.environ["AWS_ENDPOINT_URL"]
+        if os.environ.get(faults.ENV):  # fault tests arm the driver's kill points (streamtune.faults)
+            env[faults.ENV] = os.environ[faults.ENV]
         runtime_env = {"py_modules": [ray_uri(code_uri)], "env_vars": env}
         deadline = time.monotonic() + self.agent_wait_s
         while True:
@@ -122,6 +142,15 @@ class RayJobRunner:
             log.warning("info of Ray Job %s unavailable: %s", run_id, exc)
             return None
         return str(node) if node else None
+
+    def exit_code(self, submission_id: str) -> int | None:
+        """The exit code of the job's driver process (negative: the signal that killed it); None if unknown."""
+        try:
+            code = self.client.get_job_info(submission_id).driver_exit_code
+        except Exception as exc:
+            log.warning("info of Ray Job %s unavailable: %s", submission_id, exc)
+            return None
+        return None if code is None else int(code)
 
     def logs(self, submission_id: str) -> str:
         """The job's whole driver log (``JobSubmissionClient.get_job_logs``).

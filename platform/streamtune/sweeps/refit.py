@@ -3,9 +3,11 @@
 Trials learn from the training rows only; the validation rows are there to rank them. Once the winner is
 known, the validation rows can teach too. The refit runs the job's :meth:`~streamtune.job.Job.train` once more,
 in a Ray task with one trial's resources, with ``ctx.train`` = train + validation rows and ``ctx.valid`` = the
-validation rows (what it reports there is in-sample and only kept for the record). Its model goes to
-``<run>/refit`` with a manifest, like a trial's; the holdout stays untouched, so the gate's comparison against
-the champion is as fair as before.
+validation rows (what it reports there is in-sample and only kept for the record). A multi-worker winner
+(``sweep.resources.workers`` > 1) is refit in one process too, with one worker's ``cpu``/``gpu`` (``ctx.world_size``
+is 1): no second Ray Train run to place, and the train + validation rows of one window fit one process. Its model
+goes to ``<run>/refit`` with a manifest, like a trial's; the holdout stays untouched, so the gate's comparison
+against the champion is as fair as before.
 
 Example:
     >>> refit_uri("s3://b/runs/r-1")

@@ -10,17 +10,23 @@ import os
 import re
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 
+from streamtune import faults
 from streamtune.artifacts.store import ArtifactStore
-from streamtune.config.jobspec import JobSpec, ObjectiveSpec, SweepSpec
+from streamtune.config.jobspec import JobSpec, ObjectiveSpec, ResourcesSpec, SweepSpec
 from streamtune.errors import SweepError
 from streamtune.job import TrainContext, load_job_class
 from streamtune.registry.manifest import MANIFEST, manifest_digest, write_manifest
+from streamtune.sweeps.budget import SweepBudget
+from streamtune.sweeps.distributed import WORKERS_KEY, WorkerTask, run_workers
 from streamtune.sweeps.progress import ProgressWriter
+from streamtune.sweeps.resources import trial_resources
+from streamtune.sweeps.resume import restore_tuner, saved_ended, set_checkpoint_period
 from streamtune.sweeps.schema import TrialSummary
 from streamtune.sweeps.space import make_scheduler, make_searcher, to_tune_space
 
@@ -29,6 +35,8 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 NODE_KEY = "streamtune_node_id"
 """The result key a trial reports its Ray node id under; :class:`TrialSummary` keeps it as ``node_id``."""
+KILL_AFTER_TRIAL = "sweep.after_trial"
+"""The sweep driver's kill point (:mod:`streamtune.faults`): a trial completed and Tune's stored state says so."""
 
 
 class TuneContext(TrainContext):
@@ -69,7 +77,16 @@ def trial_uri(out_uri: str, trial_id: str) -> str:
 
 
 def _trial(config: dict[str, Any], *, entrypoint: str, fixed: dict[str, Any], train: pa.Table,
-           valid: pa.Table, label: str, features: list[str], out_uri: str) -> None:
+           valid: pa.Table, label: str, features: list[str], out_uri: str,
+           resources: ResourcesSpec | None = None) -> None:
+    if resources is not None and resources.workers > 1:  # a Ray Train run of several workers (sweeps/distributed.py)
+        from ray import tune
+
+        trial_id = tune.get_context().get_trial_id()
+        task = WorkerTask(entrypoint=entrypoint, config={**fixed, **config}, train=train, valid=valid, label=label,
+                          features=features, uri=trial_uri(out_uri, trial_id), node_key=NODE_KEY)
+        run_workers(task, resources, f"{out_uri.rstrip('/')}/train", trial_id)
+        return
     job = load_job_class(entrypoint)()
     job.train({**fixed, **config}, TuneContext(train, valid, label, features, out_uri))
 
@@ -92,9 +109,14 @@ def _named_trial(out_uri: str) -> Callable[..., None]:
 
 
 def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_uri: str,
-             *, seed: int | None = None, warm_start: Sequence[Mapping[str, Any]] = ()) -> list[TrialSummary]:
+             *, seed: int | None = None, warm_start: Sequence[Mapping[str, Any]] = (),
+             budget: SweepBudget | None = None, attempt: int = 1, resume: bool = False) -> list[TrialSummary]:
     """Run the sweep and summarise every trial; ``warm_start`` points are evaluated first
-    (:func:`~streamtune.sweeps.space.warm_points`).
+    (:func:`~streamtune.sweeps.space.warm_points`). ``budget`` (default: the spec's, keyed by ``out_uri``) stops
+    the sweep once ``sweep.time_budget``, ``cpu_hours`` or ``gpu_hours`` is spent and counts what was spent
+    (:meth:`~streamtune.sweeps.budget.SweepBudget.spent`). With ``resume`` (a retried ``attempt`` whose earlier
+    driver died) it restores the Tune experiment already in ``out_uri``, searcher state included, if there is one
+    (:mod:`streamtune.sweeps.resume`); each summary says which attempt saw its trial end.
 
     Raises:
         SweepError: no trial produced a model.
@@ -104,38 +126,67 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
     sweep = spec.sweep
     trainable = tune.with_parameters(
         _named_trial(out_uri), entrypoint=spec.job.entrypoint, fixed=dict(spec.job.params), train=train,
-        valid=valid, label=spec.dataset.label, features=features, out_uri=out_uri,
+        valid=valid, label=spec.dataset.label, features=features, out_uri=out_uri, resources=sweep.resources,
     )
-    trainable = tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+    trainable = tune.with_resources(trainable, trial_resources(sweep.resources))
     progress = ProgressWriter(out_uri, metric=sweep.metric, mode=sweep.mode, planned=sweep.planned_trials,
                               max_t=sweep.max_t)
-    collector = _Collector(progress)
+    collector = _Collector(progress, key=out_uri, attempt=attempt)
+    budget = budget if budget is not None else SweepBudget.from_spec(sweep, key=out_uri)
     # define-by-run OptunaSearch (warm-start points first); None for PBT, which samples param_space
     searcher = make_searcher(sweep, seed, warm_start)
-    tuner = tune.Tuner(
+    set_checkpoint_period(sweep.planned_trials)  # how often Tune saves the state a retried attempt resumes from
+    restored = restore_tuner(out_uri, trainable) if resume else None  # after the live collector and budget
+    tuner = restored or tune.Tuner(
         trainable,
         param_space=to_tune_space(sweep.space) if searcher is None else None,
         tune_config=tune.TuneConfig(
             metric=sweep.metric, mode=sweep.mode, num_samples=sweep.planned_trials,
-            search_alg=searcher, scheduler=make_scheduler(sweep), reuse_actors=True,
+            search_alg=searcher, scheduler=make_scheduler(sweep),
+            reuse_actors=sweep.resources.workers == 1,  # a stopped Train-run trial's actor must go, with its run
             max_concurrent_trials=sweep.max_concurrent if searcher is None else None,
-            time_budget_s=sweep.time_budget,
         ),
         run_config=tune.RunConfig(
-            name="tune", storage_path=out_uri, verbose=0, callbacks=[collector]
+            name="tune", storage_path=out_uri, verbose=0, callbacks=[collector, budget.tune_callback()],
+            stop=budget.tune_stopper(),  # time_budget, cpu_hours, gpu_hours (sweeps/budget.py)
         ),
     )
     tuner.fit()
+    budget.finish()
+    for trial_id in sorted(budget.cut):  # stopped by a budget: ended early in progress.json, not running
+        progress.ended(trial_id, 0, error=False)
     progress.finish()
-    return [_summary(t, out_uri) for t in collector.trials.values()]
+    return [_summary(t, out_uri, attempt=collector.ended_in.get(t.trial_id, attempt),
+                     reruns=collector.reruns.get(t.trial_id, 0)) for t in collector.trials.values()]
+
+
+_LIVE_COLLECTORS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+"""This process's collector per run folder, which a collector unpickled by Tune (a restored experiment's) binds to."""
+
+
+def _live_collector(key: str) -> Any:
+    """Unpickle a collector: this process's live one for the run's folder, else a new one that writes no progress."""
+    live = _LIVE_COLLECTORS.get(key)
+    return live if live is not None else _Collector(None, key=key)
 
 
 class _Collector:
     """Keeps each trial's last result in memory, so Tune's file loggers can stay off, and feeds the sweep's
-    ``progress.json`` (:class:`~streamtune.sweeps.progress.ProgressWriter`) when given one."""
+    ``progress.json`` (:class:`~streamtune.sweeps.progress.ProgressWriter`) when given one.
 
-    def __new__(cls, progress: ProgressWriter | None = None) -> Any:
+    With ``key`` (the run's folder) it is the collector of that run in this process: a copy Tune unpickles from
+    ``tuner.pkl`` when a retried attempt restores the experiment (:mod:`streamtune.sweeps.resume`) binds to it.
+    Its state, checkpointed with the experiment, says which ``attempt`` saw each trial end and which trials had
+    started; restored, it adds the trials that had ended to :attr:`trials` and the progress, and counts the
+    unfinished ones that had started as run again. In the driver of attempt N, the kill point
+    ``sweep.after_trial@aN`` (:mod:`streamtune.faults`) fires once a trial completed in this attempt and the
+    experiment state in the store records it.
+    """
+
+    def __new__(cls, progress: ProgressWriter | None = None, *, key: str | None = None, attempt: int = 1) -> Any:
         from ray.tune import Callback
+
+        scope = f"a{attempt}"
 
         def _iterations(trial: Any) -> int:
             return int((trial.last_result or {}).get("training_iteration", 0))
@@ -143,6 +194,51 @@ class _Collector:
         class Collector(Callback):
             def __init__(self) -> None:
                 self.trials: dict[str, Any] = {}
+                self.ended_in: dict[str, int] = {}  # trial id -> the attempt that saw it end
+                self.reruns: dict[str, int] = {}  # trial id -> times it started again after an attempt died
+                self.started: set[str] = set()
+                self.restored = False
+                self._kept = False
+                self._seen: set[str] = set()  # for the kill point: trials completed in this attempt
+                self._pending: list[str] = []  # of those, the ones the store's state does not record yet
+
+            def __reduce_ex__(self, protocol: Any) -> Any:
+                if key is None:
+                    return super().__reduce_ex__(protocol)
+                return _live_collector, (key,)
+
+            def get_state(self) -> dict[str, Any] | None:
+                return {"ended_in": dict(self.ended_in), "reruns": dict(self.reruns), "started": sorted(self.started)}
+
+            def set_state(self, state: dict[str, Any]) -> None:
+                self.ended_in = {**state.get("ended_in", {}), **self.ended_in}
+                self.reruns = {**state.get("reruns", {}), **self.reruns}
+                self.started |= set(state.get("started", ()))
+                self.restored = True
+
+            def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+                if self.restored and not self._kept:  # the first step of a restored experiment: its trials only
+                    self._kept = True
+                    for trial in trials:
+                        self._restored(trial)
+
+            def on_experiment_end(self, trials: list, **info: Any) -> None:
+                self.on_step_begin(0, trials)  # a restored experiment whose trials had all ended runs no step
+
+            def _restored(self, trial: Any) -> None:
+                trial_id = trial.trial_id
+                if trial.status not in ("TERMINATED", "ERROR"):  # requeued: it runs again from scratch
+                    if trial_id in self.started:
+                        self.reruns[trial_id] = self.reruns.get(trial_id, 0) + 1
+                    return
+                self.trials[trial_id] = trial
+                self.ended_in.setdefault(trial_id, max(1, attempt - 1))  # (ended before its end was recorded)
+                if progress is not None:
+                    progress.result(trial_id, _iterations(trial), trial.last_result or {})
+                    progress.ended(trial_id, _iterations(trial), error=trial.status == "ERROR")
+
+            def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                self.started.add(trial.trial_id)
 
             def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
                 self.trials[trial.trial_id] = trial
@@ -151,21 +247,40 @@ class _Collector:
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.trials[trial.trial_id] = trial
+                self.ended_in[trial.trial_id] = attempt
                 if progress is not None:
                     progress.ended(trial.trial_id, _iterations(trial), error=False)
 
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 self.trials[trial.trial_id] = trial
+                self.ended_in[trial.trial_id] = attempt
                 if progress is not None:
                     progress.ended(trial.trial_id, _iterations(trial), error=True)
 
-        return Collector()
+            def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+                if key is None or not faults.armed(KILL_AFTER_TRIAL, scope=scope):
+                    return
+                for trial in trials:
+                    if (trial.status == "TERMINATED" and self.ended_in.get(trial.trial_id) == attempt
+                            and trial.trial_id not in self._seen):
+                        self._seen.add(trial.trial_id)
+                        self._pending.append(trial.trial_id)
+                # a hit once the store's state (uploaded in the background after each step) records the trial
+                while self._pending and saved_ended(key, self._pending[:1]):
+                    self._pending.pop(0)
+                    faults.kill_point(KILL_AFTER_TRIAL, scope=scope)
+
+        collector = Collector()
+        if key is not None:
+            _LIVE_COLLECTORS[key] = collector
+        return collector
 
 
-def _summary(trial: Any, out_uri: str) -> TrialSummary:
+def _summary(trial: Any, out_uri: str, *, attempt: int = 1, reruns: int = 0) -> TrialSummary:
     last = trial.last_result or {}
     metrics = {k: v for k, v in last.items() if isinstance(v, (int, float, str)) and k != "config"}
     node = metrics.pop(NODE_KEY, None)
+    workers = metrics.pop(WORKERS_KEY, 1)
     uri = trial_uri(out_uri, trial.trial_id)
     store = ArtifactStore(uri)
     artifact = uri if store.exists(f"{uri}/{MANIFEST}") else None
@@ -181,7 +296,7 @@ def _summary(trial: Any, out_uri: str) -> TrialSummary:
         trial_id=trial.trial_id, params=dict(trial.config or {}), metrics=metrics,
         iterations=int(metrics.get("training_iteration", 0)), artifact_uri=artifact, manifest_sha256=digest,
         error=error,
-        node_id=str(node) if node else None,
+        node_id=str(node) if node else None, workers=int(workers), attempt=attempt, reruns=reruns,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,15 @@ class SweepRequest(BaseModel):
     submission_id: str | None = Field(
         None, description="The Ray Job id of this attempt (run_id, then <run_id>-a<N>); written into error.json."
     )
+    attempt: int = Field(
+        1, ge=1, description="Which attempt of the run this is (1, then 2... for retries); names the driver's kill "
+        "points' scope (a<N>, streamtune.faults) and each trial's TrialSummary.attempt."
+    )
+    resume: bool = Field(
+        False, description="Resume the Tune experiment in out_uri, searcher state included: set by the controller "
+        "when the previous attempt's driver died without writing error.json (killed, its node or the Ray head "
+        "lost). False: the sweep starts afresh."
+    )
     spec: dict[str, Any] = Field(description="The JobSpec, as a mapping.")
     uris: list[str] = Field(default_factory=list, description="Parquet files of the window.")
     rows: list[dict[str, Any]] = Field(default_factory=list, description="Inline rows of the window.")
@@ -94,6 +103,18 @@ class TrialSummary(BaseModel):
         None, description="Ray node the trial ran on: as of its last report, else the node its error names "
         "(a trial lost with its node); None if unknown."
     )
+    workers: int = Field(
+        1, ge=1, description="Ray Train workers the trial trained on, as its reports say (sweep.resources.workers; "
+        "1: one process, or no report); node_id is then rank 0's node."
+    )
+    attempt: int = Field(
+        1, ge=1, description="The run attempt whose sweep driver saw the trial end: lower than the result's for a "
+        "trial kept from an attempt whose driver died (its results restored with Tune's state, not run again)."
+    )
+    reruns: int = Field(
+        0, ge=0, description="Times the trial started again from scratch, with the same params, because the "
+        "attempt running it died before it ended (trials do not checkpoint)."
+    )
 
 
 class HoldoutScores(BaseModel):
@@ -121,6 +142,62 @@ class HoldoutScores(BaseModel):
     artifact_bytes: int | None = Field(None, description="Size of the challenger's artifact folder, in bytes.")
 
 
+StopReason = Literal["completed", "time_budget", "cpu_hours", "gpu_hours"]
+"""Why a sweep ended: it ran its trials (``completed``), or the budget it names ran out first."""
+
+
+class SweepSpend(BaseModel):
+    """What a sweep spent, and which limit ended it (sweep.num_samples, time_budget, cpu_hours, gpu_hours).
+
+    Example:
+        >>> SweepSpend(trials_planned=4, trials_started=3, trials_completed=2, trials_stopped=1, wall_s=9.5,
+        ...            cpu_hours=0.01, stopped_by="cpu_hours", cpu_hours_budget=0.01).stopped_by
+        'cpu_hours'
+    """
+
+    trials_planned: int = Field(ge=0, description="Trials the sweep would have run without a budget "
+                                "(sweep.num_samples, capped to the grid's size with search grid).")
+    trials_started: int = Field(ge=0, description="Trials Tune started.")
+    trials_completed: int = Field(0, ge=0, description="Trials that ran to their end and saved a model.")
+    trials_pruned: int = Field(0, ge=0, description="Trials the scheduler stopped early (or that ended without "
+                               "saving a model).")
+    trials_failed: int = Field(0, ge=0, description="Trials that raised.")
+    trials_stopped: int = Field(0, ge=0, description="Trials running when a budget ran out, stopped with it.")
+    wall_s: float = Field(ge=0, description="Wall seconds of the sweep (Tune's run, not the refit or the gate).")
+    cpu_hours: float = Field(0.0, ge=0, description="CPU-hours the trials held: each trial's CPUs times the "
+                             "seconds from its start to its end, summed.")
+    gpu_hours: float = Field(0.0, ge=0, description="GPU-hours the trials held, counted the same way.")
+    stopped_by: StopReason = Field(description="completed: the sweep ran every trial it planned; otherwise the "
+                                   "budget that stopped it before that (the winner is the best trial so far).")
+    time_budget_s: float | None = Field(None, description="The wall-clock limit it ran under (sweep.time_budget).")
+    cpu_hours_budget: float | None = Field(None, description="The CPU-hours limit (sweep.cpu_hours).")
+    gpu_hours_budget: float | None = Field(None, description="The GPU-hours limit (sweep.gpu_hours).")
+
+
+class SweepResume(BaseModel):
+    """How a retried attempt resumed the sweep an earlier attempt left when its driver died: Tune's experiment
+    state, the searcher's included, restored from the run's folder (``sweeps/resume.py``).
+
+    Example:
+        >>> SweepResume(attempt=2, from_attempts=[1], kept_trials=["t_00000", "t_00001"],
+        ...             rerun_trials=["t_00002"]).kept_trials
+        ['t_00000', 't_00001']
+    """
+
+    attempt: int = Field(ge=2, description="The attempt that resumed (the one that wrote this result).")
+    from_attempts: list[int] = Field(
+        default_factory=list, description="Earlier attempts whose ended trials were kept."
+    )
+    kept_trials: list[str] = Field(
+        default_factory=list, description="Trials that had ended (finished, pruned or failed) in an earlier "
+        "attempt: kept with their results and models, not run again."
+    )
+    rerun_trials: list[str] = Field(
+        default_factory=list, description="Trials that were running or waiting when the earlier attempt died: "
+        "run again from scratch by this one with the params the searcher had given them."
+    )
+
+
 class SweepResult(BaseModel):
     """Output of one sweep job."""
 
@@ -143,6 +220,18 @@ class SweepResult(BaseModel):
     refit: RefitSummary | None = Field(
         None, description="The refit of the winner (validation.refit); then `best` points at the refit model."
     )
+    resume: SweepResume | None = Field(
+        None, description="Set when this attempt resumed the Tune experiment of an earlier attempt whose driver "
+        "died: which trials it kept and which it ran again; None for a sweep run in one attempt."
+    )
     smoke: SmokeReport | None = Field(
         None, description="The winner loaded as serving loads it and run on a holdout sample; failed fails the gate."
+    )
+    spent: SweepSpend | None = Field(
+        None, description="What the sweep spent (trials, wall time, CPU- and GPU-hours) and what stopped it: "
+        "completed, or the budget that ran out first; None in results written before it was recorded."
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="What the sweep changed from the spec and why, e.g. a GPU request on a "
+        "cluster without a GPU that trained on CPU instead (sweep.resources.gpu; require_gpu refuses that)."
     )
