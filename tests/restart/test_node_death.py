@@ -186,7 +186,11 @@ def test_a_worker_node_killed_mid_sweep_ends_the_run_on_the_head(stack: Stack) -
         assert run.attempt >= 2 and all(a.error for a in run.attempts), run.attempts
         assert all(t.get("node_id") == head_node for t in trials), summary
         return
-    assert lost, "no trial was lost with the worker node"
+    if not lost:  # the kill found the worker's trial actor still starting: Tune placed that trial on the head
+        assert all(t.get("node_id") == head_node for t in trials), summary
+        assert sweep["best"]["artifact_uri"] and sweep["best"]["node_id"] == head_node, summary
+        client.close()
+        return
     for trial in lost:  # only the worker's trials were lost, each with the reason and the node
         # Ray says "its node has died", or (the actor became unavailable first) streamtune says the node has died
         assert trial["node_id"] == worker_node, trial
