@@ -84,6 +84,35 @@ def epochs_to(trace: list[dict[str, Any]], target: float) -> int | None:
     return None
 
 
+def rank_correlation(runs: list[dict[str, Any]], steps: tuple[int, ...] = (1, 4, 16)) -> dict[str, float]:
+    """Spearman rank correlation, over the full-budget random trials, between a trial's rmse at ASHA's rungs and
+    at its last report (mean over seeds): how well an early rung ranks the trials the way the end does.
+
+    Example:
+        >>> row = lambda t, s, v: {"trial": t, "step": s, "rmse": v}
+        >>> rank_correlation([{"arm": "random_full", "trace": [row("a", 1, 1.0), row("a", MAX_T, 1.0),
+        ...     row("b", 1, 2.0), row("b", MAX_T, 2.0), row("c", 1, 3.0), row("c", MAX_T, 0.5)]}], (1,))
+        {1: -0.5}
+    """
+    import numpy as np
+
+    def ranks(values: list[float]) -> Any:
+        return np.argsort(np.argsort(values))
+
+    out: dict[int, list[float]] = {step: [] for step in steps}
+    for run in runs:
+        if run["arm"] != "random_full":
+            continue
+        by_trial: dict[str, dict[int, float]] = {}
+        for row in run["trace"]:
+            by_trial.setdefault(row["trial"], {})[row["step"]] = row["rmse"]
+        for step in steps:
+            pairs = [(v[step], v[MAX_T]) for v in by_trial.values() if step in v and MAX_T in v]
+            if len(pairs) > 2:
+                out[step].append(float(np.corrcoef(ranks([a for a, _ in pairs]), ranks([b for _, b in pairs]))[0, 1]))
+    return {step: round(sum(v) / len(v), 3) for step, v in out.items() if v}
+
+
 def to_target(runs: list[dict[str, Any]], seeds: list[int], target: float, arms: list[str]) -> dict[str, Any]:
     """Epochs each arm spent to reach ``target``, per seed; means count an arm that never got there at its whole
     spend (a lower bound), and say in how many seeds it got there."""
@@ -170,6 +199,7 @@ def main() -> None:
                   "target": "worst_random_best: the highest of random search's final best rmse over the seeds; "
                             "median_random_best: their median"},
         "results": results,
+        "rung_rank_correlation_random_trials": rank_correlation(runs),
         "goal": {"rule": "ASHA + TPE: mean epochs to the worst_random_best target <= 1/3 of random search's, "
                          "reached in every seed", **goal},
         "totals": {arm: {"mean_epochs": round(statistics.mean(r["epochs"] for r in runs if r["arm"] == arm), 1),
