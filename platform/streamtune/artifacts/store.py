@@ -95,11 +95,19 @@ class ArtifactStore:
     # -- files ---------------------------------------------------------------------------------------
 
     def put_bytes(self, uri: str, data: bytes) -> str:
-        """Write ``data`` at ``uri`` (parents created); return the URI."""
+        """Write ``data`` at ``uri`` (parents created); return the URI.
+
+        A reader never sees part of the file: on a local disk it is written under a temporary name and renamed
+        into place; an object store replaces objects whole.
+        """
         fs, path = filesystem(uri)
         fs.create_dir(posixpath.dirname(path), recursive=True)
-        with fs.open_output_stream(path) as out:
+        local = isinstance(fs, pafs.LocalFileSystem)
+        target = f"{path}.tmp-{os.getpid()}" if local else path
+        with fs.open_output_stream(target) as out:
             out.write(data)
+        if local:
+            fs.move(target, path)
         return uri
 
     def get_bytes(self, uri: str) -> bytes:

@@ -240,6 +240,9 @@ class RunAdvancer:
             self._promote(spec, run)
             return
         sid = run.submission_id
+        if run.status in (RunStatus.SUBMITTED, RunStatus.RUNNING) and self._own_result(run) is not None:
+            self._gate(spec, run)  # the whole result is there: no need to wait for the driver to exit
+            return
         status = self.jobs.status(sid)  # raises when the cluster cannot tell: checked again next turn
         if status is None:
             self._attempt_failed(spec, run, f"Ray Job {sid} is gone from the cluster (did the Ray head restart?)")
@@ -305,6 +308,19 @@ class RunAdvancer:
         log.warning("run %s failed: %s", run.run_id, label)
         return self._update(run, status=RunStatus.FAILED, attempts=attempts, retry_at=None,
                             error=final_error(label, attempts))
+
+    def _own_result(self, run: RunRecord) -> SweepResult | None:
+        """This attempt's ``result.json`` once the driver has written it whole (it is written in one piece, and
+        names the attempt's submission id), else None: the driver is still at work, or the file is another
+        attempt's."""
+        uri = result_uri(self.out_uri(run))
+        try:
+            if not self.store.exists(uri):
+                return None
+            result = SweepResult.model_validate_json(self.store.get_text(uri))
+        except (ValidationError, ValueError, StreamtuneError):
+            return None
+        return result if result.submission_id == run.submission_id else None
 
     def _gate(self, spec: JobSpec, run: RunRecord) -> None:
         uri = result_uri(self.out_uri(run))

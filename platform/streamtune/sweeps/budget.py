@@ -306,23 +306,31 @@ class SweepBudget:
             held = trial.placement_group_factory.required_resources  # + what its Train workers hold
             return float(held.get("CPU", 0.0)) + budget.workers[0], float(held.get("GPU", 0.0)) + budget.workers[1]
 
+        held: dict[str, Any] = {}  # the trials that hold resources now, by id: checked after each step
+
         class Spending(Callback):
             def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 cpu, gpu = resources(trial)
+                held[trial.trial_id] = trial
                 budget.ledger.start(trial.trial_id, cpu=cpu, gpu=gpu, now=budget.clock())
 
             def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                held.pop(trial.trial_id, None)
                 budget.ledger.stop(trial.trial_id, now=budget.clock())
 
             def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                held.pop(trial.trial_id, None)
                 budget.ledger.stop(trial.trial_id, now=budget.clock())
 
             def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+                # only the trials that hold resources (at most the sweep's concurrency), not every trial:
+                # a scan of all trials at every step of Tune's loop grows with the sweep
                 now = budget.clock()
-                running = {t.trial_id for t in trials if t.status == "RUNNING"}
                 for trial_id in budget.ledger.running():
-                    if trial_id not in running:
+                    trial = held.get(trial_id)
+                    if trial is None or trial.status != "RUNNING":
                         budget.ledger.stop(trial_id, now=now)
+                        held.pop(trial_id, None)
 
             def get_state(self) -> dict[str, Any] | None:
                 return budget.snapshot().model_dump()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from streamtune.config.jobspec import JobSpec
 from streamtune.data.snapshot import Snapshot, Splits
 from streamtune.data.stats import reference_stats
 from streamtune.errors import SweepError
+from streamtune.job import load_job_class
 from streamtune.sweeps.budget import SweepBudget
 from streamtune.sweeps.failures import JobFailure, error_uri
 from streamtune.sweeps.refit import refit
@@ -119,7 +121,7 @@ def run(req: SweepRequest) -> SweepResult:
     smoke = smoke_test(spec.job.entrypoint, str(best.artifact_uri), splits.holdout, label=spec.dataset.label,
                        manifest_sha256=best.manifest_sha256)
     return SweepResult(
-        run_id=req.run_id, best=best, trials=trials, pareto=pareto, holdout=holdout, refit=refit_summary,
+        run_id=req.run_id, submission_id=req.submission_id, best=best, trials=trials, pareto=pareto, holdout=holdout, refit=refit_summary,
         reference_uri=reference,
         snapshot={"fingerprint": snap.fingerprint, "num_rows": snap.num_rows, "uris": snap.uris,
                   "features": snap.features, "split": spec.validation.split,
@@ -161,12 +163,30 @@ def budget_line(spent: SweepSpend) -> str:
             f"{spent.trials_planned} trials started)")
 
 
+def preimport_job(spec: dict[str, Any]) -> threading.Thread:
+    """Import the job's module in a background thread while the driver connects to Ray and reads its data, so
+    the refit, the holdout scoring and the smoke test find it loaded. An import that fails here is left for
+    the real import to report (Python's import lock makes that wait for this one)."""
+    entrypoint = str(spec.get("job", {}).get("entrypoint", ""))
+
+    def load() -> None:
+        try:
+            load_job_class(entrypoint)
+        except Exception:  # noqa: BLE001 -- reported, with its field, where the job is really loaded
+            pass
+
+    thread = threading.Thread(target=load, name="streamtune-preimport", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str]) -> int:
     """Entry point of the Ray Job: 0 with ``result.json`` written, 1 with ``error.json`` written."""
     import ray
 
     store = ArtifactStore(argv[0])
     req = SweepRequest.model_validate_json(store.get_text(argv[0]))
+    preimport_job(req.spec)
     try:
         ray.init(address="auto", log_to_driver=False)
         result = run(req)

@@ -1,7 +1,7 @@
 """A sweep's progress while it runs: trials done, running, pruned and failed, each one's curve, the best so far.
 
 The sweep job's Tune callback feeds a :class:`ProgressWriter`, which writes ``progress.json`` beside the run's
-request at most once per ``every_s`` seconds and once at the end (a small file, rewritten whole: readers never
+request at most once per ``every_s`` seconds (results and ended trials alike) and once at the end (a small file, rewritten whole: readers never
 see half of it on a local folder, and object stores replace objects atomically). The controller never writes
 it; the status page, ``Client.progress(run_id)``, ``Client.wait(on_progress=...)`` and ``streamtune runs
 --watch`` read it. Curves keep the sweep metric of every report, up to ``MAX_POINTS`` per trial (then every
@@ -111,13 +111,16 @@ class ProgressWriter:
         self.every_s = every_s
         self.progress = SweepProgress(metric=metric, mode=mode, planned=planned)
         self._trials: dict[str, TrialProgress] = {}
+        self._running: dict[str, TrialProgress] = {}
+        self._ended_best: TrialProgress | None = None
         self._written = 0.0
         self.failures = 0
 
     def _trial(self, trial_id: str) -> TrialProgress:
         if trial_id not in self._trials:
-            self._trials[trial_id] = TrialProgress(trial_id=trial_id, state="running")
-            self.progress.trials.append(self._trials[trial_id])
+            trial = TrialProgress(trial_id=trial_id, state="running")
+            self._trials[trial_id] = self._running[trial_id] = trial
+            self.progress.trials.append(trial)
         return self._trials[trial_id]
 
     def result(self, trial_id: str, iteration: int, metrics: Mapping[str, Any]) -> None:
@@ -138,18 +141,29 @@ class ProgressWriter:
         trial = self._trial(trial_id)
         trial.iterations = max(trial.iterations, int(iterations))
         trial.state = "error" if error else ("done" if trial.iterations >= self.max_t else "pruned")
-        self._flush(force=True)
+        self._running.pop(trial_id, None)
+        if trial.value is not None and (self._ended_best is None or self._better(trial, self._ended_best)):
+            self._ended_best = trial
+        self._best()
+        self._flush()
 
     def finish(self) -> None:
         """The sweep ended."""
         self.progress.finished = True
         self._flush(force=True)
 
+    def _better(self, a: TrialProgress, b: TrialProgress) -> bool:
+        assert a.value is not None and b.value is not None
+        return a.value < b.value if self.progress.mode == "min" else a.value > b.value
+
     def _best(self) -> None:
-        scored = [t for t in self.progress.trials if t.value is not None]
-        if scored:
-            pick = min if self.progress.mode == "min" else max
-            best = pick(scored, key=lambda t: t.value if t.value is not None else 0.0)
+        # An ended trial's last value is final, so the best of them is kept as trials end; only the running
+        # trials (at most the sweep's concurrency) are compared on each report: O(running), not O(trials).
+        best = self._ended_best
+        for t in self._running.values():
+            if t.value is not None and (best is None or self._better(t, best)):
+                best = t
+        if best is not None:
             self.progress.best_trial, self.progress.best = best.trial_id, best.value
 
     def _flush(self, force: bool = False) -> None:

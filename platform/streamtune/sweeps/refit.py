@@ -2,8 +2,11 @@
 
 Trials learn from the training rows only; the validation rows are there to rank them. Once the winner is
 known, the validation rows can teach too. The refit runs the job's :meth:`~streamtune.job.Job.train` once more,
-in a Ray task with one trial's resources, with ``ctx.train`` = train + validation rows and ``ctx.valid`` = the
-validation rows (what it reports there is in-sample and only kept for the record). A multi-worker winner
+with ``ctx.train`` = train + validation rows and ``ctx.valid`` = the
+validation rows (what it reports there is in-sample and only kept for the record). A CPU winner is refit in the
+sweep driver's own process, which has imported the job already and is idle once the trials are done (their CPUs
+are free then): no worker process to start, no import, no copy of the rows through the object store; a GPU
+winner is refit in a Ray task with one trial's resources, so it gets its card. A multi-worker winner
 (``sweep.resources.workers`` > 1) is refit in one process too, with one worker's ``cpu``/``gpu`` (``ctx.world_size``
 is 1): no second Ray Train run to place, and the train + validation rows of one window fit one process. Its model
 goes to ``<run>/refit`` with a manifest, like a trial's; the holdout stays untouched, so the gate's comparison
@@ -68,7 +71,9 @@ def _refit_task(entrypoint: str, config: dict[str, Any], train: pa.Table, valid:
 
 def refit(spec: JobSpec, params: dict[str, Any], train: pa.Table, valid: pa.Table, features: list[str],
           out_uri: str) -> tuple[str, str, float]:
-    """Train ``params`` (over ``job.params``) on train + valid in a Ray task; return (uri, manifest sha256, s).
+    """Train ``params`` (over ``job.params``) on train + valid; return (uri, manifest sha256, s).
+
+    In this process when the trials use no GPU, else in a Ray task with one trial's ``cpu`` and ``gpu``.
 
     Raises:
         SweepError: the job raised, or saved no model.
@@ -76,11 +81,14 @@ def refit(spec: JobSpec, params: dict[str, Any], train: pa.Table, valid: pa.Tabl
     import ray
 
     res = spec.sweep.resources
-    task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=0)(_refit_task)
     uri = refit_uri(out_uri)
+    args = (spec.job.entrypoint, {**spec.job.params, **params}, train, valid, spec.dataset.label, features, uri)
     try:
-        saved, seconds = ray.get(task.remote(spec.job.entrypoint, {**spec.job.params, **params}, train, valid,
-                                             spec.dataset.label, features, uri))
+        if res.gpu == 0:
+            saved, seconds = _refit_task(*args)
+        else:
+            task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=0)(_refit_task)
+            saved, seconds = ray.get(task.remote(*args))
     except Exception as exc:
         cause = getattr(exc, "cause", None) or exc
         raise SweepError(f"the refit of the winner on train + validation rows raised {type(cause).__name__}: "

@@ -202,6 +202,10 @@ class SweepResult(BaseModel):
     """Output of one sweep job."""
 
     run_id: str = Field(description="Run id.")
+    submission_id: str | None = Field(
+        None, description="The Ray Job id of the attempt that wrote this result (SweepRequest.submission_id): the "
+        "controller gates a result as soon as it is there, before the job has exited, only for its own attempt."
+    )
     best: TrialSummary = Field(description="The winning trial.")
     trials: list[TrialSummary] = Field(description="Every trial.")
     pareto: list[str] = Field(
