@@ -456,3 +456,32 @@ def test_a_promote_command_that_fails_in_the_worker_records_the_error(env):
     commands.step()
     stored = env.reg.get_command(cmd.id)
     assert stored.status == CommandStatus.FAILED and stored.error == "replica r1 did not load v1"
+
+
+def _write_result(env, spec, run, submission_id, tmp_path):
+    artifact = tmp_path / f"model-{submission_id}"
+    artifact.mkdir()
+    (artifact / "model.txt").write_text("m")
+    write_manifest(artifact)
+    best = TrialSummary(trial_id="t1", params={"a": 1}, metrics={spec.sweep.metric: 1.0}, artifact_uri=str(artifact))
+    result = SweepResult(run_id=run.run_id, submission_id=submission_id, best=best, trials=[best],
+                         holdout=HoldoutScores(metric=spec.sweep.metric, challenger=1.0, rows=10),
+                         snapshot={"fingerprint": "f", "num_rows": 10})
+    env.store.put_text(f"{env.adv.out_uri(run)}/result.json", result.model_dump_json())
+
+
+def test_a_result_is_gated_as_soon_as_its_attempt_wrote_it_not_when_the_job_exits(env, tmp_path):
+    spec = _spec(retries=1)
+    rid = _window(env.reg, spec.name, 1, 1.0)
+    _step(env, spec)
+    run = env.reg.get_run(rid)
+    assert run.status == RunStatus.SUBMITTED and env.jobs.status(rid) == "RUNNING"
+    _write_result(env, spec, run, "someone-else", tmp_path)  # not this attempt's: the job is still asked
+    _step(env, spec)
+    assert env.reg.get_run(rid).status == RunStatus.RUNNING and env.reg.get_run(rid).sweep is None
+    _write_result(env, spec, run, rid, tmp_path)  # the driver wrote this attempt's result; its process still exits
+    _step(env, spec)
+    run = env.reg.get_run(rid)
+    assert env.jobs.states[rid] == "RUNNING"  # gated without waiting for the Ray Job to end
+    # gated (this bare result lacks the smoke test and data gate, so the gate rejects it: what matters is when)
+    assert run.status == RunStatus.REJECTED and run.gate is not None and run.sweep["submission_id"] == rid

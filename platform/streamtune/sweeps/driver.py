@@ -39,7 +39,7 @@ from streamtune.sweeps.schema import RefitSummary, SweepRequest, SweepResult, Sw
 from streamtune.sweeps.scoring import score_holdout
 from streamtune.sweeps.space import run_seed
 from streamtune.validation.data_gate import DataGateFailed, check_data
-from streamtune.validation.smoke import smoke_test
+from streamtune.validation.smoke import smoke_test, start_smoke_worker
 
 RESULT = "result.json"
 REFERENCE = "reference.json"
@@ -91,6 +91,7 @@ def _trial_holdout(req: SweepRequest, spec: JobSpec, trial: TrialSummary, holdou
 def run(req: SweepRequest) -> SweepResult:
     """Run one sweep request end to end and return its result."""
     spec = JobSpec.model_validate(req.spec)
+    smoke_worker = start_smoke_worker(spec.job.entrypoint)  # imports the job while the driver reads and sweeps
     snap, t_snap = timed(lambda: read_snapshot(req, spec))
     data_gate = check_data(snap.table, spec.dataset, spec.validation, claimed_rows=req.claimed_rows)
     if not data_gate.passed:  # before any trial or worker: the report goes into error.json, not retried
@@ -119,9 +120,10 @@ def run(req: SweepRequest) -> SweepResult:
     if refit_summary is not None:
         refit_summary.trial_holdout = _trial_holdout(req, spec, trial, splits.holdout)
     smoke = smoke_test(spec.job.entrypoint, str(best.artifact_uri), splits.holdout, label=spec.dataset.label,
-                       manifest_sha256=best.manifest_sha256)
+                       manifest_sha256=best.manifest_sha256, worker=smoke_worker)
     return SweepResult(
-        run_id=req.run_id, submission_id=req.submission_id, best=best, trials=trials, pareto=pareto, holdout=holdout, refit=refit_summary,
+        run_id=req.run_id, submission_id=req.submission_id, best=best, trials=trials, pareto=pareto,
+        holdout=holdout, refit=refit_summary,
         reference_uri=reference,
         snapshot={"fingerprint": snap.fingerprint, "num_rows": snap.num_rows, "uris": snap.uris,
                   "features": snap.features, "split": spec.validation.split,

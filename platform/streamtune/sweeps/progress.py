@@ -1,11 +1,12 @@
 """A sweep's progress while it runs: trials done, running, pruned and failed, each one's curve, the best so far.
 
 The sweep job's Tune callback feeds a :class:`ProgressWriter`, which writes ``progress.json`` beside the run's
-request at most once per ``every_s`` seconds (results and ended trials alike) and once at the end (a small file, rewritten whole: readers never
-see half of it on a local folder, and object stores replace objects atomically). The controller never writes
-it; the status page, ``Client.progress(run_id)``, ``Client.wait(on_progress=...)`` and ``streamtune runs
---watch`` read it. Curves keep the sweep metric of every report, up to ``MAX_POINTS`` per trial (then every
-other point is dropped, so a long trial keeps its shape).
+request at most once per ``every_s`` seconds (results and ended trials alike) and once at the end (a small file,
+written whole: readers never see half of it). The best trial is kept as results come (the best last value of
+the ended trials, compared with the running ones'), so a report costs the same at 20 trials as at 2,000. The
+controller never writes it; the status page, ``Client.progress(run_id)``, ``Client.wait(on_progress=...)`` and
+``streamtune runs --watch`` read it. Curves keep the sweep metric of every report, up to ``MAX_POINTS`` per
+trial (then every other point is dropped, so a long trial keeps its shape).
 
 Example:
     >>> import tempfile

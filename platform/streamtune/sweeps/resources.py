@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from streamtune.config.jobspec import JobSpec, ResourcesSpec
 from streamtune.sweeps.failures import InfeasibleResources
 
-__all__ = ["DRIVER_CPU", "GpuRequired", "ResourcePlan", "plan_resources", "plan_sweep_resources",
-           "trial_resources", "with_resources"]
+__all__ = ["DRIVER_CPU", "GpuRequired", "ResourcePlan", "lookahead", "placeable_trials", "plan_resources",
+           "plan_sweep_resources", "trial_resources", "with_resources"]
 
 DRIVER_CPU = 0.01
 """CPUs the Tune actor of a multi-worker trial holds: it only waits on its Ray Train run (Ray Train's controller
@@ -95,6 +95,44 @@ def trial_resources(resources: ResourcesSpec) -> dict[str, float]:
     if resources.workers > 1:
         return {"cpu": DRIVER_CPU, "gpu": 0.0}
     return {"cpu": resources.cpu, "gpu": resources.gpu}
+
+
+def placeable_trials(resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> int:
+    """How many one-process trials the nodes can run at once (each trial on one node), by CPUs and GPUs.
+
+    Example:
+        >>> placeable_trials(ResourcesSpec(cpu=1), [{"CPU": 2.0}, {"CPU": 3.0}])
+        5
+        >>> placeable_trials(ResourcesSpec(cpu=1, gpu=0.25), [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 4.0}])
+        4
+    """
+    asked = trial_resources(resources)
+    total = 0
+    for node in nodes:
+        fits = [int(float(node.get(key, 0.0)) // need) for key, need in (("CPU", asked["cpu"]), ("GPU", asked["gpu"]))
+                if need > 0]
+        total += min(fits) if fits else 0
+    return total
+
+
+def lookahead(max_concurrent: int, resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> int:
+    """Trials the searcher may suggest beyond ``max_concurrent``: 1 when the cluster cannot run more than
+    ``max_concurrent`` one-process trials anyway, else 0.
+
+    The extra trial waits in Tune for resources, as plain Tune's generator keeps trials waiting, so that a
+    trial's actor that ends finds the next trial ready and is reused for it; with none waiting, Tune stops the
+    actor (it keeps one idle actor at most) and starts a new process a moment later. The cluster's resources,
+    not the searcher, then bound the trials running at once, which still cannot exceed ``max_concurrent``.
+    Multi-worker trials get none (their actors are not reused).
+
+    Example:
+        >>> two = [{"CPU": 2.0}]
+        >>> lookahead(2, ResourcesSpec(cpu=1), two), lookahead(1, ResourcesSpec(cpu=1), two)
+        (1, 0)
+    """
+    if resources.workers > 1:
+        return 0
+    return 1 if placeable_trials(resources, nodes) <= max_concurrent else 0
 
 
 def with_resources(spec: JobSpec, resources: ResourcesSpec) -> JobSpec:

@@ -194,10 +194,11 @@ def __getattr__(name: str) -> Any:
 
 
 def make_searcher(spec: SweepSpec, seed: int | None = None,
-                  points: Sequence[Mapping[str, Any]] = ()) -> Any:
-    """OptunaSearch over :class:`DefineByRun` with the spec's sampler, limited to ``max_concurrent`` trials at once;
-    with ``search: nsga2`` it optimises every objective (lists of metrics and modes). None for ``scheduler: pbt``,
-    which takes no searcher.
+                  points: Sequence[Mapping[str, Any]] = (), lookahead: int = 0) -> Any:
+    """OptunaSearch over :class:`DefineByRun` with the spec's sampler, limited to ``max_concurrent`` trials at once
+    (plus ``lookahead`` waiting for resources: :func:`streamtune.sweeps.resources.lookahead`); with ``search:
+    nsga2`` it optimises every objective (lists of metrics and modes). None for ``scheduler: pbt``, which takes no
+    searcher.
 
     Example:
         >>> from streamtune.config import SweepSpec
@@ -217,7 +218,7 @@ def make_searcher(spec: SweepSpec, seed: int | None = None,
         metric, mode = [o.metric for o in spec.objectives], [o.mode for o in spec.objectives]
     searcher = OptunaSearch(space=DefineByRun(spec.space), metric=metric, mode=mode, sampler=make_sampler(spec, seed),
                             points_to_evaluate=warm_points(spec, points) or None)
-    return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
+    return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent + lookahead)
 
 
 def warm_points(spec: SweepSpec, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -274,9 +275,69 @@ def make_scheduler(spec: SweepSpec) -> Any:
                                   min_time_slice=math.inf)  # type: ignore[arg-type]  # Ray says int; compares only
     if spec.scheduler == "pbt":
         # Every grace_period steps the bottom quarter copies a top trial's checkpoint and mutates its params in the
-        # same space: only jobs that checkpoint can take it (checked at submit, sweeps/checks.py).
+        # same space: only jobs that checkpoint can take it (checked at submit, sweeps/checks.py). The trials
+        # checkpoint at exactly those steps (checkpoint_period), which PBT saves and copies.
         return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=spec.grace_period,
-                                       hyperparam_mutations=to_tune_space(spec.space))
+                                       hyperparam_mutations=pbt_mutations(spec.space),
+                                       custom_explore_fn=ClipToSpace(spec.space))
     # max_t + 1: ASHA stops a trial when it reaches max_t, which would cut it off before the job's
     # save_model() after its final report. Pruning happens at the rungs below max_t as usual.
     return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_t + 1, grace_period=spec.grace_period)
+
+
+def checkpoint_period(spec: SweepSpec) -> int:
+    """Every how many report steps a trial of this sweep keeps a checkpoint (0: never): ``grace_period`` under PBT,
+    the steps it perturbs at, so the checkpoint PBT saves for a top trial is the one of that very step. Other
+    schedulers restart a paused trial from its first step and take none. A trial's last step (``max_t``) keeps
+    none either: its model is saved right after it (``save_model``), and PBT skips copying a trial that has none.
+
+    Example:
+        >>> from streamtune.config import SweepSpec
+        >>> s = SweepSpec(scheduler="pbt", search="random", grace_period=3, metric="m", mode="min",
+        ...               space={"a": {"type": "uniform", "low": 0, "high": 1}})
+        >>> checkpoint_period(s), checkpoint_period(s.model_copy(update={"scheduler": "asha"}))
+        (3, 0)
+    """
+    return spec.grace_period if spec.scheduler == "pbt" else 0
+
+
+def pbt_mutations(space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """PBT's ``hyperparam_mutations``: a choice as the list of its values (PBT moves to a neighbouring value or
+    draws another; as a ``tune.choice`` it would multiply the value by 0.8 or 1.2), every other dimension as its
+    ``ray.tune`` sampler (:func:`to_tune_space`; PBT multiplies by 0.8 or 1.2, or draws again).
+
+    Example:
+        >>> from streamtune.config import ParamSpec
+        >>> m = pbt_mutations({"act": ParamSpec(type="choice", values=["relu", "tanh"]),
+        ...                    "lr": ParamSpec(type="loguniform", low=0.01, high=0.1)})
+        >>> m["act"], type(m["lr"]).__name__
+        (['relu', 'tanh'], 'Float')
+    """
+    domains = to_tune_space(space)
+    return {name: list(p.values or []) if p.type == "choice" else domains[name] for name, p in space.items()}
+
+
+class ClipToSpace:
+    """PBT's ``custom_explore_fn``: a perturbed value back within its dimension's ``low``..``high`` (Tune's PBT
+    multiplies by 1.2 without a bound, so an lr at ``high`` or a dropout of 0.9 would leave the space). A class,
+    so Tune can pickle the scheduler with it.
+
+    Example:
+        >>> from streamtune.config import ParamSpec
+        >>> clip = ClipToSpace({"dropout": ParamSpec(type="uniform", low=0.0, high=0.9),
+        ...                     "units": ParamSpec(type="int", low=8, high=64)})
+        >>> clip({"dropout": 1.08, "units": 77, "other": 5})
+        {'dropout': 0.9, 'units': 64, 'other': 5}
+    """
+
+    def __init__(self, space: Mapping[str, ParamSpec]) -> None:
+        self.bounds = {name: (float(p.low or 0.0), float(p.high or 0.0), p.type == "int")
+                       for name, p in space.items() if p.type != "choice"}
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        out = dict(config)
+        for name, (low, high, whole) in self.bounds.items():
+            if isinstance(out.get(name), (int, float)):
+                value = min(max(float(out[name]), low), high)
+                out[name] = int(round(value)) if whole else value
+        return out

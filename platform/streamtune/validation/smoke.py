@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SMOKE_ROWS", "SmokeReport", "prediction_problem", "smoke_test"]
+__all__ = ["SMOKE_ROWS", "SmokeReport", "prediction_problem", "smoke_test", "start_smoke_worker"]
 
 SMOKE_ROWS = 64
 """How many holdout rows the smoke test predicts on."""
@@ -77,10 +77,39 @@ def _smoke(entrypoint: str, artifact_uri: str, sample: pa.Table, manifest_sha256
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _SmokeWorker:
+    """The smoke test's own Ray worker, started before the sweep: it imports the job while the trials run."""
+
+    def __init__(self, entrypoint: str) -> None:
+        from streamtune.job import load_job_class
+
+        try:
+            load_job_class(entrypoint)
+        except Exception:  # noqa: BLE001 -- the smoke test itself reports a job that cannot be loaded
+            pass
+
+    def smoke(self, entrypoint: str, artifact_uri: str, sample: pa.Table, manifest_sha256: str | None) -> str | None:
+        return _smoke(entrypoint, artifact_uri, sample, manifest_sha256)
+
+
+def start_smoke_worker(entrypoint: str) -> Any:
+    """Start the smoke test's worker now (a Ray actor that holds no CPU and imports the job), for
+    :func:`smoke_test` to use later: its process start and imports then overlap the sweep instead of following
+    it. The smoke test ends it; an unused one ends with the driver.
+
+    Example:
+        >>> worker = start_smoke_worker("jobs.tabular_gbdt:Job")  # doctest: +SKIP
+    """
+    import ray
+
+    return ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_SmokeWorker).remote(entrypoint)
+
+
 def smoke_test(entrypoint: str, artifact_uri: str, holdout: pa.Table, *, label: str, rows: int = SMOKE_ROWS,
-               timeout_s: float = 120.0, manifest_sha256: str | None = None) -> SmokeReport:
-    """Load ``artifact_uri`` as serving does in a separate Ray worker (a task inheriting the job's runtime_env)
-    and predict on the first ``rows`` holdout rows, without the label. Never raises for a bad model.
+               timeout_s: float = 120.0, manifest_sha256: str | None = None, worker: Any = None) -> SmokeReport:
+    """Load ``artifact_uri`` as serving does in a separate Ray worker (``worker`` from :func:`start_smoke_worker`,
+    else a task; either inherits the job's runtime_env) and predict on the first ``rows`` holdout rows, without
+    the label. Never raises for a bad model; a worker it was given is ended after.
 
     Example:
         >>> smoke_test("jobs.tabular_gbdt:Job", best_uri, holdout, label="y").passed  # doctest: +SKIP
@@ -92,17 +121,23 @@ def smoke_test(entrypoint: str, artifact_uri: str, holdout: pa.Table, *, label: 
     if label in sample.column_names:
         sample = sample.drop_columns([label])
     start = time.perf_counter()
-    ref = ray.remote(num_cpus=0, max_retries=0)(_smoke).remote(entrypoint, artifact_uri, sample, manifest_sha256)
+    if worker is not None:
+        ref = worker.smoke.remote(entrypoint, artifact_uri, sample, manifest_sha256)
+    else:
+        ref = ray.remote(num_cpus=0, max_retries=0)(_smoke).remote(entrypoint, artifact_uri, sample, manifest_sha256)
     try:
         problem = ray.get(ref, timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:
-        ray.cancel(ref, force=True)
+        if worker is None:
+            ray.cancel(ref, force=True)
         problem = f"load and predict took over {timeout_s:g} s"
     except ray.exceptions.RayTaskError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         problem = f"crashed: {lines[-1][:300] if lines else type(exc).__name__}"
     except Exception as exc:  # the worker died (segfault, OOM kill)
         problem = f"crashed: {type(exc).__name__}: {str(exc)[:300]}"
+    if worker is not None:
+        ray.kill(worker)
     seconds = round(time.perf_counter() - start, 3)
     n = sample.num_rows
     if problem is None:
