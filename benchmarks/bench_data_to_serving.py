@@ -34,6 +34,7 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -240,6 +241,7 @@ def main() -> None:
     parser.add_argument("out", nargs="?")
     parser.add_argument("--windows", type=int, default=3, help="retrains measured after the first window")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for each window's run")
+    parser.add_argument("--floor-runs", type=int, default=3, help="runs of plain Tune's 6-trial floor after the loop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from ray.job_submission import JobSubmissionClient
@@ -297,6 +299,7 @@ def main() -> None:
         poller.stop()
         watch.stop()
         client.close()
+    floor = plain_tune_floor(args.floor_runs)
     counted = [w for w in windows if w["counted"]]
     overheads = [w["overhead_s"] for w in counted if w["overhead_s"] is not None]
     stage_names = list(counted[0]["stages_s"]) if counted else []
@@ -311,6 +314,7 @@ def main() -> None:
         "median_stages_s": {name: round(statistics.median(v for w in counted if (v := w["stages_s"][name]) is not None),
                                         3) for name in stage_names
                             if any(w["stages_s"][name] is not None for w in counted)},
+        "plain_tune_floor": floor,
         "windows": windows,
         "poller": {"requests": poller.requests, "failed": poller.failed},
         "machine": machine(),
@@ -319,6 +323,22 @@ def main() -> None:
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+
+
+def plain_tune_floor(runs: int) -> dict[str, Any]:
+    """The baseline: plain Ray Tune's own time for as many trivial trials as the demo's sweep has (6, 5 reports
+    each, its best mode: reused actors, no loggers; ``baselines/plain_tune.py``), each run in a fresh process
+    after the loop's Ray is down. Tune's sweep alone, without a job, data, gate or swap, is a floor for a run
+    that starts one Tune run per retrain."""
+    script = ROOT / "benchmarks" / "baselines" / "plain_tune.py"
+    out = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, str(script), "6", "reuse_nologgers"], capture_output=True,
+                              text=True, timeout=300, check=True)
+        out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    sweeps = [r["sweep_s"] for r in out]
+    return {"trials": 6, "mode": "reuse_nologgers", "runs": out,
+            "sweep_s_median": round(statistics.median(sweeps), 3) if sweeps else None}
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def _sweep(run_id: str) -> dict[str, Any]:
                        cpu_hours=0.25, stopped_by="cpu_hours", cpu_hours_budget=0.25)
     return SweepResult(run_id=run_id, best=trials[1], trials=trials, snapshot={"fingerprint": "f", "num_rows": 1200},
                        holdout=HoldoutScores(metric="rmse", challenger=1.3, rows=240),
-                       spent=spent).model_dump(mode="json")
+                       spent=spent, warnings=[f"trials train on CPU {EVIL}"]).model_dump(mode="json")
 
 
 def _gate() -> dict[str, Any]:
@@ -166,6 +166,8 @@ def test_the_run_page_shows_trigger_gate_trials_and_best(site):
     assert ('id="spent">spent: 3 of 4 trial(s) started (2 completed,\n0 pruned, 0 stopped, 1 failed) in 61.5 s,\n'
             "0.25 CPU-hours, 0 GPU-hours;\n<strong>stopped by sweep.cpu_hours</strong>, the best trial so far "
             "won") in page
+    assert ('id="sweep-warning-1"><strong>warning:</strong> trials train on CPU '
+            "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;</p>") in page
     assert page.count('class="best"') == 1 and page.count('class="bar"') == 2  # three trials, one errored
     assert "curves come when the sweep records per-step progress" in page
     assert '<meta http-equiv="refresh"' not in page  # a finished run does not reload

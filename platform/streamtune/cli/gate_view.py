@@ -7,6 +7,11 @@ Example:
     >>> show_run(console, RunRecord(run_id="r-1", spec_name="s", dataset="d", status=RunStatus.PENDING))
     run r-1 of s: pending, 0 rows, trigger , version -
     no gate report yet
+    >>> show_run(console, RunRecord(run_id="r-2", spec_name="s", dataset="d", status=RunStatus.RUNNING,
+    ...                             sweep={"warnings": ["trials train on CPU (gpu 0)"]}))
+    run r-2 of s: running, 0 rows, trigger , version -
+    warning: trials train on CPU (gpu 0)
+    no gate report yet
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from streamtune.registry.records import RunRecord
@@ -38,6 +44,8 @@ def show_run(console: Console, run: RunRecord) -> None:
                   f"trigger {run.reason}, version {run.model_version or '-'}", highlight=False)
     if run.error:
         console.print(f"[red]error:[/] {run.error}", highlight=False)
+    for warning in (run.sweep or {}).get("warnings") or []:  # e.g. a GPU request that trained on CPU
+        console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     report = gate_report(run)
     if report is None:
         console.print("no gate report yet" if not run.gate else f"gate (unreadable): {run.gate}", highlight=False)
