@@ -13,11 +13,13 @@ Example:
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from streamtune.errors import RegistryError
 from streamtune.registry.base import Registry
 from streamtune.registry.commands import CommandOutcome, CommandRecord, CommandStatus
 from streamtune.registry.manifest import verify_manifest, write_manifest
-from streamtune.registry.postgres import PostgresRegistry
 from streamtune.registry.records import (
     TERMINAL_STATUSES,
     AliasEvent,
@@ -32,8 +34,23 @@ from streamtune.registry.records import (
     SpecRecord,
     run_id_for,
 )
-from streamtune.registry.sqlite import SqliteRegistry
 from streamtune.registry.urls import URL_RULE, mask_url, registry_kind
+
+if TYPE_CHECKING:
+    from streamtune.registry.postgres import PostgresRegistry
+    from streamtune.registry.sqlite import SqliteRegistry
+
+_LAZY = {"PostgresRegistry": "streamtune.registry.postgres", "SqliteRegistry": "streamtune.registry.sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    """The SQL registries are imported on first use (SQLAlchemy and the dialects), so a trial's worker that
+    only writes a manifest (``streamtune.registry.manifest``) does not load them."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'streamtune.registry' has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
 
 """The old name of :class:`SqliteRegistry`, kept while callers move to the new one."""
 
@@ -89,7 +106,12 @@ def open_registry(url: str, *, create: bool = True) -> Registry:
         )
     url = url.strip()
     if registry_kind(url) == "postgres":
-        return PostgresRegistry(url, create=create)
+        return _registry_class("PostgresRegistry")(url, create=create)
     if "://" in url and not url.startswith("sqlite:"):
         raise RegistryError(f'Got "{mask_url(url)}" for registry_url; {URL_RULE}')
-    return SqliteRegistry(url, create=create)
+    return _registry_class("SqliteRegistry")(url, create=create)
+
+
+def _registry_class(name: str) -> Any:
+    """The registry class ``name`` of this package, imported on first use."""
+    return globals()[name] if name in globals() else __getattr__(name)
