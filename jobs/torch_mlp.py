@@ -23,6 +23,15 @@ most frequent training values (a value outside them: all zeros). Labels and obje
 Saved: ``model.pt`` (the ``state_dict``) and ``mlp.json`` (:class:`MlpMeta`: features, normalisation, categories,
 classes, architecture). Serving loads it on CPU.
 
+Checkpoints (``Job.checkpoints``, for ``scheduler: pbt``): every epoch reports with a checkpoint writer
+(``ctx.report_checkpoint``; the platform writes one only at the steps PBT perturbs at): ``checkpoint.pt`` (the
+weights, AdamW's state, the epochs done, the config) and ``mlp.json``. A trial given a checkpoint
+(``ctx.restored_checkpoint()``) loads them and trains on from the next epoch with its own config: the learning
+rate, weight decay, dropout and batch size (``Job.mutable_params``, what PBT may mutate) take effect from there;
+the architecture and the features come from the checkpoint, and a config that differs there is refused. Each
+epoch's shuffle is seeded with ``seed`` + epoch, so a trial resumed with the same config trains as if it had not
+stopped (with ``dropout`` 0). Multi-worker trials do not checkpoint (PBT takes one-process trials only).
+
 Config keys: ``objective``, ``hidden`` (64), ``layers`` (2), ``dropout`` (0.0), ``lr`` (1e-3), ``weight_decay``
 (0.0), ``batch_size`` (256), ``epochs`` (20), ``seed`` (0), ``num_threads`` (1, torch's CPU threads per worker),
 ``max_categories`` (32).
@@ -36,7 +45,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,6 +69,10 @@ OBJECTIVES = ("regression", "binary", "multiclass")
 
 MODEL_FILE = "model.pt"
 META_FILE = "mlp.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+MUTABLE_PARAMS = frozenset({"lr", "weight_decay", "dropout", "batch_size"})
+"""The config keys a trial may change when it resumes from a checkpoint (``Job.mutable_params``)."""
+_FIXED_ON_RESUME = ("objective", "hidden", "layers", "max_categories")
 _REGRESSION_METRICS = ("rmse", "mae")
 _CLASSIFIER_METRICS = ("logloss", "accuracy", "auc", "pr_auc", "f1", "balanced_accuracy")
 
@@ -252,6 +266,48 @@ class MlpPredictor(Predictor):
         return [self.classes[int(i)] for i in codes]
 
 
+class Resumed(BaseModel):
+    """What a trial resumes from: a checkpoint's ``checkpoint.pt`` and ``mlp.json``, read."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    meta: MlpMeta = Field(description="The checkpoint's features, normalisation and architecture.")
+    model: dict[str, Any] = Field(description="The network's state_dict.")
+    optimiser: dict[str, Any] = Field(description="AdamW's state_dict.")
+    epoch: int = Field(ge=0, description="Epochs done: the trial trains on from this one (0-based).")
+
+    @classmethod
+    def read(cls, folder: Path, hp: Hyper) -> Resumed:
+        """Read a checkpoint folder and check ``hp`` keeps what a checkpoint cannot change.
+
+        Raises:
+            ConfigError: ``objective``, ``hidden``, ``layers`` or ``max_categories`` differ from the checkpoint's.
+        """
+        import torch
+
+        state = torch.load(folder / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        for key in _FIXED_ON_RESUME:
+            was, now = state["hyper"].get(key), getattr(hp, key)
+            if was != now:
+                raise ConfigError(f'Got "{now}" for {key}; the checkpoint this trial resumes from was trained with '
+                                  f"{key} {was}, and only {sorted(MUTABLE_PARAMS)} can change mid-trial",
+                                  fix=f"keep {key} in job.params, out of sweep.space")
+        meta = MlpMeta.model_validate_json((folder / META_FILE).read_text())
+        return cls(meta=meta.model_copy(update={"dropout": hp.dropout}), model=state["model"],
+                   optimiser=state["optimiser"], epoch=int(state["epoch"]))
+
+
+def write_checkpoint(folder: str, *, net: torch.nn.Module, optimiser: Any, meta: MlpMeta, hp: Hyper,
+                     epoch: int) -> None:
+    """Write what :meth:`Resumed.read` reads into ``folder``: after ``epoch`` epochs (1-based)."""
+    import torch
+
+    out = Path(folder)
+    torch.save({"model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "optimiser": optimiser.state_dict(), "epoch": epoch, "hyper": hp.model_dump()}, out / CHECKPOINT_FILE)
+    (out / META_FILE).write_text(meta.model_dump_json(indent=2))
+
+
 class Job(BaseJob):
     """PyTorch MLP template job."""
 
@@ -259,6 +315,8 @@ class Job(BaseJob):
     metrics = {"rmse": "min", "mae": "min", "logloss": "min", "accuracy": "max", "auc": "max", "pr_auc": "max",
                "f1": "max", "balanced_accuracy": "max"}
     distributed = "torch"
+    checkpoints = True
+    mutable_params = MUTABLE_PARAMS
 
     @classmethod
     def metrics_for(cls, params: Mapping[str, Any]) -> Mapping[str, Literal["min", "max"]]:
@@ -281,20 +339,31 @@ class Job(BaseJob):
         torch.manual_seed(hp.seed)
         torch.set_num_threads(hp.num_threads)
         train_y, valid_y, classes = _labels(ctx, hp.objective)
-        meta = MlpMeta(objective=hp.objective, features=list(ctx.features), classes=classes,
-                       hidden=hp.hidden, layers=hp.layers, dropout=hp.dropout,
-                       **fit_features(ctx.train, ctx.features, hp.max_categories), **_label_scale(train_y, hp))
+        folder = ctx.restored_checkpoint()
+        resumed = Resumed.read(folder, hp) if folder is not None else None
+        meta = resumed.meta if resumed is not None else MlpMeta(
+            objective=hp.objective, features=list(ctx.features), classes=classes, hidden=hp.hidden,
+            layers=hp.layers, dropout=hp.dropout, **fit_features(ctx.train, ctx.features, hp.max_categories),
+            **_label_scale(train_y, hp))
         train_x, valid_x = encode(ctx.train, meta), encode(ctx.valid, meta)
         device = _device(ctx)
         net = network(meta)
+        if resumed is not None:
+            net.load_state_dict(resumed.model)
         model = _on_device(net, device, ctx)
         optimiser = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if resumed is not None:  # AdamW's moments and step from the checkpoint; lr and weight decay from this config
+            optimiser.load_state_dict(resumed.optimiser)
+            for group in optimiser.param_groups:
+                group["lr"], group["weight_decay"] = hp.lr, hp.weight_decay
         loss_fn, target = _loss(meta, train_y)
-        loader, sampler = _loader(train_x, target, hp, ctx)
+        loader, set_epoch = _loader(train_x, target, hp, ctx)
         names = list(self.metrics_for({"objective": hp.objective}))
-        for epoch in range(hp.epochs):
-            if sampler is not None:
-                sampler.set_epoch(epoch)
+        start = resumed.epoch if resumed is not None else 0
+        if start >= hp.epochs:  # nothing left to train: report what the saved model scores
+            ctx.report(_evaluate(names, valid_y, _scores(net, valid_x, meta, device)) | {"epoch": start})
+        for epoch in range(start, hp.epochs):
+            set_epoch(epoch)
             model.train()
             total, rows = 0.0, 0
             for xb, yb in loader:
@@ -305,8 +374,10 @@ class Job(BaseJob):
                 optimiser.step()
                 total, rows = total + float(loss.detach()) * len(xb), rows + len(xb)
             scores = _scores(net, valid_x, meta, device)  # the wrapped module itself: no collective in eval
-            ctx.report(_evaluate(names, valid_y, scores)
-                       | {"epoch": epoch + 1, "train_loss": total / max(rows, 1), "train_rows": rows})
+            metrics = _evaluate(names, valid_y, scores) | {"epoch": epoch + 1, "train_loss": total / max(rows, 1),
+                                                           "train_rows": rows}
+            ctx.report_checkpoint(metrics, partial(write_checkpoint, net=net, optimiser=optimiser, meta=meta, hp=hp,
+                                                   epoch=epoch + 1))
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         ctx.save_model(lambda folder: self._save(state, meta, folder))
 
@@ -350,17 +421,19 @@ def _on_device(net: torch.nn.Module, device: Any, ctx: TrainContext) -> torch.nn
     return ray.train.torch.prepare_model(net)
 
 
-def _loader(x: np.ndarray, y: torch.Tensor, hp: Hyper, ctx: TrainContext) -> tuple[Any, Any]:
-    """Batches of the training rows: shuffled with ``seed``; an equal share per worker with several."""
+def _loader(x: np.ndarray, y: torch.Tensor, hp: Hyper, ctx: TrainContext) -> tuple[Any, Callable[[int], Any]]:
+    """Batches of the training rows, and what to call before each epoch: shuffled with ``seed`` + epoch (so a
+    resumed trial shuffles as it would have); an equal share per worker with several."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     data = TensorDataset(torch.from_numpy(x), y)
     if ctx.world_size > 1:
         sampler = DistributedSampler(data, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=hp.seed)
-        return DataLoader(data, batch_size=hp.batch_size, sampler=sampler), sampler
-    generator = torch.Generator().manual_seed(hp.seed)
-    return DataLoader(data, batch_size=hp.batch_size, shuffle=True, generator=generator), None
+        return DataLoader(data, batch_size=hp.batch_size, sampler=sampler), sampler.set_epoch
+    generator = torch.Generator()
+    loader = DataLoader(data, batch_size=hp.batch_size, shuffle=True, generator=generator)
+    return loader, lambda epoch: generator.manual_seed(hp.seed + epoch)
 
 
 def _loss(meta: MlpMeta, train_y: np.ndarray) -> tuple[Any, torch.Tensor]:

@@ -76,9 +76,16 @@ class TrainContext(ABC):
     calls :meth:`report` the same number of times (Ray Train waits for all of them at each report) and Tune gets
     rank 0's metrics; every worker may call :meth:`save_model`, and only rank 0's writer runs.
 
+    Checkpoints (a job with :attr:`Job.checkpoints`): report with :meth:`report_checkpoint` instead of
+    :meth:`report`, handing a writer of the files the job resumes from; the context runs it only at the steps whose
+    checkpoint the sweep's scheduler can use (PBT: every ``grace_period`` steps). At its start a trial asks
+    :meth:`restored_checkpoint` for the folder it resumes from (None: a fresh start) and continues from the step
+    after it, with this trial's config (PBT may have changed it). A context that cannot checkpoint (the refit, a
+    multi-worker trial, a test's) keeps both defaults: report without checkpoint, and always a fresh start.
+
     Example:
         >>> class One(TrainContext):
-        ...     def report(self, metrics): ...
+        ...     def report(self, metrics): print(metrics)
         ...     def save_model(self, writer): ...
         >>> ctx = One()
         >>> ctx.rank, ctx.world_size, list(range(5)[ctx.shard()])
@@ -86,6 +93,10 @@ class TrainContext(ABC):
         >>> ctx.rank, ctx.world_size = 1, 2
         >>> list(range(5)[ctx.shard()])
         [1, 3]
+        >>> ctx.restored_checkpoint() is None
+        True
+        >>> ctx.report_checkpoint({"rmse": 1.5}, lambda folder: None)  # no checkpoint here: the writer never runs
+        {'rmse': 1.5}
     """
 
     train: pa.Table
@@ -105,6 +116,19 @@ class TrainContext(ABC):
     def save_model(self, writer: Callable[[str], None]) -> None:
         """Call ``writer(folder)`` to write the model's files; a sha256 manifest is added after."""
 
+    def report_checkpoint(self, metrics: dict[str, float], writer: Callable[[str], None]) -> None:
+        """Report one step's metrics like :meth:`report`, with a checkpoint: ``writer(folder)`` writes what the job
+        needs to resume after this step (weights, optimiser state, the step). The context calls it only when the
+        sweep can use a checkpoint of this step, then keeps the folder as a Tune checkpoint. Default: no
+        checkpoint, the writer is not called (:meth:`report` only)."""
+        self.report(metrics)
+
+    def restored_checkpoint(self) -> Path | None:
+        """The local folder of the checkpoint this trial resumes from, with the files a :meth:`report_checkpoint`
+        writer wrote (its own, or another trial's under PBT), or None on a fresh start. Call it once, before the
+        first report. Default: None (the context never restores, e.g. the refit trains from scratch)."""
+        return None
+
     def shard(self) -> slice:
         """This worker's rows: every ``world_size``-th row from ``rank`` (every row with one worker). Index a numpy
         array or ``DataFrame.iloc`` with it; the workers' shards differ in length by at most one row."""
@@ -121,9 +145,13 @@ class Job(ABC):
       outside it is refused. ``None`` (the default): not declared, not checked.
     - ``metrics``: metric name -> ``"min"`` or ``"max"`` (its better direction); ``sweep.metric`` must be one
       of them and ``sweep.mode`` must match. ``None``: only the platform's table of known metrics is checked.
-    - ``checkpoints``: whether a trial saves Tune checkpoints it can resume from. ``scheduler: pbt`` needs it
-      (PBT copies a top trial's checkpoint into a bottom one) and is refused at submit otherwise. No template
-      checkpoints yet, and :class:`TrainContext` has no checkpoint call yet, so keep it ``False``.
+    - ``checkpoints``: whether :meth:`train` reports checkpoints (:meth:`TrainContext.report_checkpoint`) and
+      resumes from :meth:`TrainContext.restored_checkpoint`. ``scheduler: pbt`` needs it (PBT copies a top
+      trial's checkpoint into a bottom one, which continues from there with mutated params) and is refused at
+      submit otherwise. ``jobs/torch_mlp.py`` checkpoints; ``jobs/tabular_gbdt.py`` does not.
+    - ``mutable_params``: the params a trial can change when it resumes from a checkpoint (those PBT may mutate:
+      every ``sweep.space`` dimension of a pbt sweep must be one, checked at submit), e.g. the learning rate but
+      not the layer sizes the checkpoint's weights have. ``None`` (the default): any of them.
     - ``distributed``: how :meth:`train` runs on several Ray Train workers (``sweep.resources.workers`` > 1):
       ``"torch"`` (a ``TorchTrainer``: torch.distributed is set up, gloo on CPU and nccl on GPU, so
       ``ray.train.torch.prepare_model`` wraps the model in DDP) or ``"lightgbm"`` (a ``LightGBMTrainer``:
@@ -137,13 +165,14 @@ class Job(ABC):
         ...     metrics = {"rmse": "min"}
         ...     def train(self, config, ctx): ...
         ...     def load(self, artifact_dir): ...
-        >>> sorted(Tiny.params), Tiny.metrics_for({}), Tiny.checkpoints, Tiny.distributed
-        (['lr'], {'rmse': 'min'}, False, None)
+        >>> sorted(Tiny.params), Tiny.metrics_for({}), Tiny.checkpoints, Tiny.mutable_params, Tiny.distributed
+        (['lr'], {'rmse': 'min'}, False, None, None)
     """
 
     params: ClassVar[frozenset[str] | None] = None
     metrics: ClassVar[Mapping[str, Literal["min", "max"]] | None] = None
     checkpoints: ClassVar[bool] = False
+    mutable_params: ClassVar[frozenset[str] | None] = None
     distributed: ClassVar[DistributedBackend | None] = None
 
     @classmethod

@@ -8,8 +8,9 @@ reads it. All start together when the module's first test asks for them and each
 module costs about as long as the slowest one.
 
 Pairs (sampler + scheduler): tpe + asha, random + hyperband, cmaes + median, grid + none, nsga2 + none (the
-Pareto front), and a conditional space (tpe + fifo, the alias of none). PBT is not run: no job checkpoints yet
-(``Job.checkpoints``), and submit refuses it for such a job (tests/unit/test_sweep_search_space.py).
+Pareto front), and a conditional space (tpe + fifo, the alias of none). PBT needs a job that checkpoints
+(``Job.checkpoints``; this test job does not, and submit refuses it: tests/unit/test_sweep_search_space.py): it
+runs with the torch MLP template in tests/integration/test_sweep_pbt.py.
 
 The job reports ``rmse`` with a penalty per trial started before it (its ``rank``), so with ``penalty`` set every
 later trial is worse than every earlier one whatever was sampled, and what each scheduler prunes is fixed.

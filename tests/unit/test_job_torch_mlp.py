@@ -3,6 +3,7 @@ what serving sees (a missing column), and that importing the template needs no t
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,87 @@ def test_importing_the_templates_needs_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["accuracy", "lightgbm"]
+
+
+class CheckpointingContext(RecordingContext):
+    """A context that keeps a checkpoint at every report, each in its own folder, and resumes from ``restore``."""
+
+    def __init__(self, train: pa.Table, valid: pa.Table, label: str, folder: Path,
+                 restore: Path | None = None) -> None:
+        super().__init__(train, valid, label, folder / "model")
+        self.root, self.restore = folder, restore
+        self.checkpoints: list[Path] = []
+
+    def report_checkpoint(self, metrics, writer) -> None:
+        self.report(metrics)
+        folder = self.root / f"checkpoint-{len(self.reports)}"
+        folder.mkdir(parents=True)
+        writer(str(folder))
+        self.checkpoints.append(folder)
+
+    def restored_checkpoint(self) -> Path | None:
+        return self.restore
+
+
+CONFIG = {"epochs": 4, "hidden": 16, "lr": 0.01, "batch_size": 64, "seed": 3}
+
+
+def _weights(folder: Path) -> dict:
+    import torch
+
+    return torch.load(folder / MODEL_FILE, weights_only=True)
+
+
+def test_a_trial_resumed_from_its_checkpoint_with_the_same_config_trains_as_one_that_never_stopped(tmp_path):
+    train, valid = make_sales(600, seed=1), make_sales(150, seed=2)
+    straight = CheckpointingContext(train, valid, "sales", tmp_path / "straight")
+    Job().train(CONFIG, straight)
+    first = CheckpointingContext(train, valid, "sales", tmp_path / "first")
+    Job().train({**CONFIG, "epochs": 2}, first)
+    resumed = CheckpointingContext(train, valid, "sales", tmp_path / "resumed", restore=first.checkpoints[-1])
+    Job().train(CONFIG, resumed)
+    assert [r["epoch"] for r in resumed.reports] == [3, 4]  # from the epoch after the checkpoint's
+    assert resumed.reports == straight.reports[2:]  # AdamW's state and the per-epoch shuffles came back
+    import torch
+
+    for name, tensor in _weights(straight.folder).items():
+        assert torch.equal(tensor, _weights(resumed.folder)[name]), name
+
+
+def test_a_resumed_trial_trains_on_with_its_new_learning_rate_and_weight_decay(tmp_path):
+    import torch
+
+    train, valid = make_sales(600, seed=1), make_sales(150, seed=2)
+    first = CheckpointingContext(train, valid, "sales", tmp_path / "first")
+    Job().train({**CONFIG, "epochs": 2}, first)
+    mutated = {**CONFIG, "lr": 0.002, "weight_decay": 0.05, "batch_size": 32, "dropout": 0.1}
+    resumed = CheckpointingContext(train, valid, "sales", tmp_path / "resumed", restore=first.checkpoints[-1])
+    Job().train(mutated, resumed)
+    state = torch.load(resumed.checkpoints[-1] / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 4 and state["hyper"]["lr"] == 0.002
+    assert {(g["lr"], g["weight_decay"]) for g in state["optimiser"]["param_groups"]} == {(0.002, 0.05)}
+    before = torch.load(first.checkpoints[-1] / "checkpoint.pt", weights_only=True)
+    steps = {int(s["step"]) for s in state["optimiser"]["state"].values()}
+    steps_before = {int(s["step"]) for s in before["optimiser"]["state"].values()}
+    assert steps == {steps_before.pop() + 2 * math.ceil(600 / 32)}  # AdamW went on counting at batch size 32
+    assert MlpMeta.model_validate_json((resumed.folder / "mlp.json").read_text()).dropout == 0.1
+    assert resumed.reports[-1]["rmse"] < first.reports[0]["rmse"]
+
+
+def test_resuming_with_another_architecture_is_refused_naming_the_key(tmp_path):
+    train, valid = make_sales(200, seed=1), make_sales(50, seed=2)
+    first = CheckpointingContext(train, valid, "sales", tmp_path / "first")
+    Job().train({**CONFIG, "epochs": 1}, first)
+    resumed = CheckpointingContext(train, valid, "sales", tmp_path / "resumed", restore=first.checkpoints[-1])
+    with pytest.raises(ConfigError) as caught:
+        Job().train({**CONFIG, "hidden": 32}, resumed)
+    assert caught.value.headline.startswith('Got "32" for hidden; the checkpoint this trial resumes from was trained '
+                                            "with hidden 16")
+    assert resumed.reports == []
+
+
+def test_a_context_that_cannot_checkpoint_gets_plain_reports_and_no_checkpoint_files(tmp_path):
+    ctx = RecordingContext(make_sales(200, seed=1), make_sales(50, seed=2), "sales", tmp_path)
+    Job().train({**CONFIG, "epochs": 2}, ctx)
+    assert [r["epoch"] for r in ctx.reports] == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MANIFEST.json", "mlp.json", "model.pt"]

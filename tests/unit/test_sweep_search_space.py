@@ -8,6 +8,7 @@ and the winner, and the submit check for PBT.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -70,10 +71,50 @@ def test_every_sampler_and_scheduler_is_accepted(search, scheduler):
 
 # -- schedulers ---------------------------------------------------------------------------------------------------
 
-def test_asha_keeps_max_t_plus_one_so_a_trial_is_never_cut_before_its_save():
-    asha = make_scheduler(_sweep(max_t=6, grace_period=2))
-    assert type(asha).__name__ == "AsyncHyperBandScheduler"
-    assert asha._max_t == 7 and asha._time_attr == "training_iteration"
+class _Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def _asha_stops(max_t: int, grace_period: int, rmse: Callable[[int, int], float]) -> list[int]:
+    """Drive make_scheduler's ASHA with 8 trials one after the other, trial i reporting ``rmse(i, step)``: the
+    step each one is stopped at (max_t + 1: never)."""
+    asha = make_scheduler(_sweep(max_t=max_t, grace_period=grace_period))
+    asha.set_search_properties("rmse", "min")
+    stops = []
+    for i in range(8):
+        trial = _Trial(f"t{i}")
+        asha.on_trial_add(None, trial)
+        stop = max_t + 1
+        for step in range(1, max_t + 1):
+            if asha.on_trial_result(None, trial, {"training_iteration": step, "rmse": rmse(i, step)}) == "STOP":
+                stop = step
+                break
+        stops.append(stop)
+    return stops
+
+
+# (20, 5) and (16, 1): max_t is grace times a power of 4, where Tune itself would put a rung at max_t
+CASES = [(20, 5, 5), (16, 1, 1), (6, 2, 2)]
+
+
+@pytest.mark.parametrize(("max_t", "grace_period", "first_rung"), CASES)
+def test_asha_prunes_a_trial_worse_than_the_earlier_ones_at_its_first_rung(max_t, grace_period, first_rung):
+    stops = _asha_stops(max_t, grace_period, lambda i, step: float(i))
+    assert stops == [max_t + 1] + [first_rung] * 7
+
+
+@pytest.mark.parametrize(("max_t", "grace_period", "first_rung"), CASES)
+def test_asha_never_cuts_a_trial_at_its_last_step_before_its_save(max_t, grace_period, first_rung):
+    # every later trial leads at each rung below max_t and is the worst at max_t: it must still reach its end
+    stops = _asha_stops(max_t, grace_period, lambda i, step: 1.0 if i == 0 else (2.0 if step == max_t else 0.5))
+    assert stops == [max_t + 1] * 8
+
+
+def test_asha_with_grace_at_max_t_runs_every_trial_to_its_end():
+    assert _asha_stops(4, 4, lambda i, step: float(i)) == [5] * 8
+
+
 
 
 def test_hyperband_never_stops_a_trial_that_reached_max_t_and_counts_real_report_steps():

@@ -435,7 +435,8 @@ class SweepSpec(_Spec):
     on every dimension (a choice, an int, or ``values``) and no ``when``; ``search: nsga2`` needs two or more
     ``objectives`` with ``metric``/``mode`` one of them; ``objectives`` apply to nsga2 only; ``scheduler: pbt``
     needs ``search: random`` (Tune's PBT takes no searcher) and no ``when``; a ``when`` names another choice or
-    int dimension, with values it can take, and no cycle. Whether the job checkpoints (pbt) is checked at submit.
+    int dimension, with values it can take, and no cycle; ``pbt`` runs one-process trials only (``workers`` 1).
+    Whether the job checkpoints (pbt) is checked at submit.
 
     Example:
         >>> s = SweepSpec(search="grid", metric="rmse", mode="min", num_samples=50,
@@ -564,6 +565,10 @@ class SweepSpec(_Spec):
                 raise ValueError(f'Got "pbt" for sweep.scheduler; dimension {conditional[0]} is conditional (when), '
                                  "and PBT mutates every dimension of every trial: drop the condition or use another "
                                  "scheduler")
+            if self.resources.workers > 1:
+                raise ValueError(f'Got "{self.resources.workers}" for sweep.resources.workers with scheduler pbt; PBT '
+                                 "copies Tune checkpoints between trials, and a multi-worker trial (a Ray Train run) "
+                                 "does not hand its checkpoints to Tune: set workers: 1 or use another scheduler")
         return self
 
     def _objective_rules(self) -> None:

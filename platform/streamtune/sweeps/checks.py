@@ -52,7 +52,8 @@ def contract_problems(spec: JobSpec, job_cls: type) -> list[str]:
 
     Checked: ``sweep.metric`` (and each of ``sweep.objectives``) is one the job reports (when it declares its
     metrics) and its direction matches its mode; every ``job.params`` key and ``sweep.space`` dimension is a param
-    the job declares; ``scheduler: pbt`` only for a job that checkpoints (``Job.checkpoints``);
+    the job declares; ``scheduler: pbt`` only for a job that checkpoints (``Job.checkpoints``) and over dimensions
+    it can change mid-trial (``Job.mutable_params``);
     ``sweep.resources.workers`` > 1 only for a job that trains on several workers (``Job.distributed``).
 
     Example:
@@ -98,6 +99,12 @@ def contract_problems(spec: JobSpec, job_cls: type) -> list[str]:
         problems.append(f'Got "pbt" for sweep.scheduler; job {entry.entrypoint} does not checkpoint '
                         "(Job.checkpoints is False), and PBT resumes trials from copies of other trials' checkpoints: "
                         "use asha, hyperband, median or none")
+    mutable = getattr(job_cls, "mutable_params", None)
+    if sweep.scheduler == "pbt" and getattr(job_cls, "checkpoints", False) and mutable is not None:
+        problems += [f'Got "{name}" for a dimension of sweep.space with scheduler pbt; job {entry.entrypoint} cannot '
+                     f"change it when a trial resumes from a checkpoint, and PBT mutates every dimension: it can "
+                     f"change only {sorted(mutable)} (Job.mutable_params), so fix {name} in job.params or use "
+                     "another scheduler" for name in sweep.space if name not in mutable]
     workers = sweep.resources.workers
     if workers > 1 and getattr(job_cls, "distributed", None) is None:
         problems.append(f'Got "{workers}" for sweep.resources.workers; job {entry.entrypoint} trains in one process '

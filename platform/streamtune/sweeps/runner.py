@@ -8,10 +8,12 @@ import hashlib
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,36 +27,95 @@ from streamtune.registry.manifest import MANIFEST, manifest_digest, write_manife
 from streamtune.sweeps.budget import SweepBudget
 from streamtune.sweeps.distributed import WORKERS_KEY, WorkerTask, run_workers
 from streamtune.sweeps.progress import ProgressWriter
-from streamtune.sweeps.resources import trial_resources
+from streamtune.sweeps.resources import lookahead, trial_resources
 from streamtune.sweeps.resume import restore_tuner, saved_ended, set_checkpoint_period
 from streamtune.sweeps.schema import TrialSummary
-from streamtune.sweeps.space import make_scheduler, make_searcher, to_tune_space
+from streamtune.sweeps.space import checkpoint_period, make_scheduler, make_searcher, pbt_population, to_tune_space
 
 # Tune's default CSV/JSON/TensorBoard loggers cost ~50 ms per trial on 2 cores; results live in the registry.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 NODE_KEY = "streamtune_node_id"
 """The result key a trial reports its Ray node id under; :class:`TrialSummary` keeps it as ``node_id``."""
+COPIED_FROM_KEY = "streamtune_copied_from"
+"""The result key naming the other trial whose checkpoint this trial last went on from (a PBT exploit);
+:class:`TrialSummary` keeps it as ``copied_from``."""
+COPIED_AT_KEY = "streamtune_copied_at"
+"""The result key of the report step that checkpoint was kept at; :class:`TrialSummary` keeps it as ``copied_at``."""
+CHECKPOINTS_KEPT = 4
+"""Checkpoints Tune keeps per trial (the oldest go): a trial keeps one every ``grace_period`` steps under PBT, and
+a bottom trial copies a top trial's latest, so a few bound the disk with room for a copy still being made."""
 KILL_AFTER_TRIAL = "sweep.after_trial"
 """The sweep driver's kill point (:mod:`streamtune.faults`): a trial completed and Tune's stored state says so."""
 
 
 class TuneContext(TrainContext):
-    """The :class:`TrainContext` a trial sees inside Ray Tune."""
+    """The :class:`TrainContext` a trial sees inside Ray Tune.
 
-    def __init__(self, train: pa.Table, valid: pa.Table, label: str, features: list[str], out_uri: str) -> None:
+    Checkpoints: :meth:`report_checkpoint` keeps one (``ray.tune.report(..., checkpoint=...)``) at the steps
+    :func:`wants_checkpoint` picks for ``checkpoint_every`` (:func:`~streamtune.sweeps.space.checkpoint_period`)
+    and ``last_step`` (``max_t``), with the trial id, the step and the last copy's origin in its metadata.
+    :meth:`restored_checkpoint` is the one Tune gave the trial at its start (``ray.tune.get_checkpoint()``: its own
+    after a pause, another trial's after a PBT exploit), copied into a local folder. Once the job took it, every
+    report says which other trial's checkpoint the model last came from and at which step (:data:`COPIED_FROM_KEY`,
+    :data:`COPIED_AT_KEY`): the checkpoint's writer for a copy, the origin its metadata carries for its own.
+    """
+
+    def __init__(self, train: pa.Table, valid: pa.Table, label: str, features: list[str], out_uri: str, *,
+                 checkpoint_every: int = 0, last_step: int = 0) -> None:
         import ray
+        from ray import tune
 
         self.train, self.valid, self.label, self.features = train, valid, label, features
         self.out_uri = out_uri
         self.saved: str | None = None
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.checkpoint_every, self.last_step = checkpoint_every, last_step
+        self.trial_id = tune.get_context().get_trial_id()
+        self._checkpoint = tune.get_checkpoint()  # read now: a reported checkpoint replaces it in Tune's session
+        meta = self._checkpoint.get_metadata() if self._checkpoint is not None else {}
+        self.step = int(meta.get("step", 0))  # Tune goes on counting from the checkpoint's step too
+        self._origin = _origin(meta, self.trial_id)
+        self._restored: Path | None = None
 
     def report(self, metrics: dict[str, float]) -> None:
         """Report the metrics, with the node this trial runs on (taken out again by the summary)."""
         from ray import tune
 
-        tune.report({**metrics, NODE_KEY: self.node_id})
+        self.step += 1
+        tune.report(self._tagged(metrics))
+
+    def report_checkpoint(self, metrics: dict[str, float], writer: Callable[[str], None]) -> None:
+        """Report the metrics; at a step :func:`wants_checkpoint` picks, with a checkpoint ``writer`` writes."""
+        from ray import tune
+
+        self.step += 1
+        if not wants_checkpoint(self.step, self.checkpoint_every, self.last_step):
+            tune.report(self._tagged(metrics))
+            return
+        with tempfile.TemporaryDirectory(prefix="streamtune-checkpoint-") as scratch:
+            writer(scratch)
+            checkpoint = tune.Checkpoint.from_directory(scratch)
+            checkpoint.set_metadata({"trial_id": self.trial_id, "step": self.step, **self._taken()})
+            tune.report(self._tagged(metrics), checkpoint=checkpoint)  # copied to the run's storage here
+
+    def restored_checkpoint(self) -> Path | None:
+        """The checkpoint Tune restored this trial from, in a local folder (removed when the trial ends)."""
+        if self._checkpoint is not None and self._restored is None:
+            self._restored = Path(self._checkpoint.to_directory(tempfile.mkdtemp(prefix="streamtune-restored-")))
+        return self._restored
+
+    def close(self) -> None:
+        """Remove the local copy of the restored checkpoint, if any."""
+        if self._restored is not None:
+            shutil.rmtree(self._restored, ignore_errors=True)
+
+    def _taken(self) -> dict[str, Any]:
+        """The origin of the model being trained: the restored checkpoint's, once the job took it."""
+        return self._origin if self._restored is not None else {}
+
+    def _tagged(self, metrics: dict[str, float]) -> dict[str, Any]:
+        return {**metrics, NODE_KEY: self.node_id, **self._taken()}
 
     def save_model(self, writer: Callable[[str], None]) -> None:
         from ray import tune
@@ -64,6 +125,38 @@ class TuneContext(TrainContext):
             writer(scratch)
             write_manifest(scratch)
             self.saved = ArtifactStore(uri).upload_dir(scratch, uri)
+
+
+def _origin(meta: Mapping[str, Any], trial_id: str) -> dict[str, Any]:
+    """Where a trial restored from a checkpoint with metadata ``meta`` last copied another trial's model: that
+    checkpoint's writer and step when another trial wrote it (an exploit), else the origin it carries ({} for none).
+
+    Example:
+        >>> _origin({"trial_id": "b", "step": 4}, "a")
+        {'streamtune_copied_from': 'b', 'streamtune_copied_at': 4}
+        >>> _origin({"trial_id": "a", "step": 6, "streamtune_copied_from": "b", "streamtune_copied_at": 4}, "a")
+        {'streamtune_copied_from': 'b', 'streamtune_copied_at': 4}
+        >>> _origin({"trial_id": "a", "step": 2}, "a"), _origin({}, "a")
+        ({}, {})
+    """
+    writer = meta.get("trial_id")
+    if writer is not None and writer != trial_id:
+        return {COPIED_FROM_KEY: str(writer), COPIED_AT_KEY: int(meta.get("step", 0))}
+    if meta.get(COPIED_FROM_KEY):
+        return {COPIED_FROM_KEY: str(meta[COPIED_FROM_KEY]), COPIED_AT_KEY: int(meta.get(COPIED_AT_KEY, 0))}
+    return {}
+
+
+def wants_checkpoint(step: int, every: int, last_step: int) -> bool:
+    """Whether report ``step`` (1, 2...) keeps a checkpoint: every ``every`` steps (0: never), except from the
+    trial's ``last_step`` on (its model is saved right after; under PBT a trial without a checkpoint at its last
+    step is never copied there, so no trial resumes with no step left to train).
+
+    Example:
+        >>> [s for s in range(1, 9) if wants_checkpoint(s, 2, 6)], wants_checkpoint(3, 0, 6)
+        ([2, 4], False)
+    """
+    return every > 0 and step % every == 0 and step < last_step
 
 
 def trial_uri(out_uri: str, trial_id: str) -> str:
@@ -78,7 +171,7 @@ def trial_uri(out_uri: str, trial_id: str) -> str:
 
 def _trial(config: dict[str, Any], *, entrypoint: str, fixed: dict[str, Any], train: pa.Table,
            valid: pa.Table, label: str, features: list[str], out_uri: str,
-           resources: ResourcesSpec | None = None) -> None:
+           resources: ResourcesSpec | None = None, checkpoint_every: int = 0, last_step: int = 0) -> None:
     if resources is not None and resources.workers > 1:  # a Ray Train run of several workers (sweeps/distributed.py)
         from ray import tune
 
@@ -88,7 +181,11 @@ def _trial(config: dict[str, Any], *, entrypoint: str, fixed: dict[str, Any], tr
         run_workers(task, resources, f"{out_uri.rstrip('/')}/train", trial_id)
         return
     job = load_job_class(entrypoint)()
-    job.train({**fixed, **config}, TuneContext(train, valid, label, features, out_uri))
+    ctx = TuneContext(train, valid, label, features, out_uri, checkpoint_every=checkpoint_every, last_step=last_step)
+    try:
+        job.train({**fixed, **config}, ctx)
+    finally:
+        ctx.close()
 
 
 def _named_trial(out_uri: str) -> Callable[..., None]:
@@ -106,6 +203,14 @@ def _named_trial(out_uri: str) -> Callable[..., None]:
 
     trial.__name__ = trial.__qualname__ = "trial_" + hashlib.sha256(out_uri.encode()).hexdigest()[:10]
     return trial
+
+
+def _lookahead(sweep: SweepSpec) -> int:
+    """One trial waiting for resources when the cluster runs no more than ``max_concurrent`` trials anyway
+    (:func:`streamtune.sweeps.resources.lookahead`), so Tune reuses trial actors instead of restarting them."""
+    from streamtune.sweeps.failures import alive_nodes
+
+    return lookahead(sweep.max_concurrent, sweep.resources, alive_nodes())
 
 
 def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str], out_uri: str,
@@ -127,6 +232,7 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
     trainable = tune.with_parameters(
         _named_trial(out_uri), entrypoint=spec.job.entrypoint, fixed=dict(spec.job.params), train=train,
         valid=valid, label=spec.dataset.label, features=features, out_uri=out_uri, resources=sweep.resources,
+        checkpoint_every=checkpoint_period(sweep), last_step=sweep.max_t,
     )
     trainable = tune.with_resources(trainable, trial_resources(sweep.resources))
     progress = ProgressWriter(out_uri, metric=sweep.metric, mode=sweep.mode, planned=sweep.planned_trials,
@@ -134,7 +240,7 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
     collector = _Collector(progress, key=out_uri, attempt=attempt)
     budget = budget if budget is not None else SweepBudget.from_spec(sweep, key=out_uri)
     # define-by-run OptunaSearch (warm-start points first); None for PBT, which samples param_space
-    searcher = make_searcher(sweep, seed, warm_start)
+    searcher = make_searcher(sweep, seed, warm_start, lookahead=_lookahead(sweep))
     set_checkpoint_period(sweep.planned_trials)  # how often Tune saves the state a retried attempt resumes from
     restored = restore_tuner(out_uri, trainable) if resume else None  # after the live collector and budget
     tuner = restored or tune.Tuner(
@@ -142,13 +248,14 @@ def run_tune(spec: JobSpec, train: pa.Table, valid: pa.Table, features: list[str
         param_space=to_tune_space(sweep.space) if searcher is None else None,
         tune_config=tune.TuneConfig(
             metric=sweep.metric, mode=sweep.mode, num_samples=sweep.planned_trials,
-            search_alg=searcher, scheduler=make_scheduler(sweep),
+            search_alg=searcher if searcher is not None else pbt_population(sweep, seed),  # PBT: seeded draws
+            scheduler=make_scheduler(sweep),
             reuse_actors=sweep.resources.workers == 1,  # a stopped Train-run trial's actor must go, with its run
-            max_concurrent_trials=sweep.max_concurrent if searcher is None else None,
         ),
         run_config=tune.RunConfig(
             name="tune", storage_path=out_uri, verbose=0, callbacks=[collector, budget.tune_callback()],
             stop=budget.tune_stopper(),  # time_budget, cpu_hours, gpu_hours (sweeps/budget.py)
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),  # PBT's (checkpoint_period)
         ),
     )
     tuner.fit()
@@ -281,6 +388,7 @@ def _summary(trial: Any, out_uri: str, *, attempt: int = 1, reruns: int = 0) -> 
     metrics = {k: v for k, v in last.items() if isinstance(v, (int, float, str)) and k != "config"}
     node = metrics.pop(NODE_KEY, None)
     workers = metrics.pop(WORKERS_KEY, 1)
+    copied_from, copied_at = metrics.pop(COPIED_FROM_KEY, None), metrics.pop(COPIED_AT_KEY, None)
     uri = trial_uri(out_uri, trial.trial_id)
     store = ArtifactStore(uri)
     artifact = uri if store.exists(f"{uri}/{MANIFEST}") else None
@@ -297,6 +405,8 @@ def _summary(trial: Any, out_uri: str, *, attempt: int = 1, reruns: int = 0) -> 
         iterations=int(metrics.get("training_iteration", 0)), artifact_uri=artifact, manifest_sha256=digest,
         error=error,
         node_id=str(node) if node else None, workers=int(workers), attempt=attempt, reruns=reruns,
+        copied_from=str(copied_from) if copied_from else None,
+        copied_at=int(copied_at) if copied_from and isinstance(copied_at, (int, float)) else None,
     )
 
 

@@ -90,7 +90,10 @@ class TrialSummary(BaseModel):
     """One trial of the sweep."""
 
     trial_id: str = Field(description="Tune trial id.")
-    params: dict[str, Any] = Field(description="The trial's config.")
+    params: dict[str, Any] = Field(
+        description="The trial's config: under PBT its last one (mutated at its last exploit), the config its "
+        "saved model was trained with since copied_at (before that, the configs of the trials it copied)."
+    )
     metrics: dict[str, Any] = Field(default_factory=dict, description="Last reported metrics.")
     iterations: int = Field(0, description="Report steps the trial made before it ended or was pruned.")
     artifact_uri: str | None = Field(None, description="Saved model, if the trial finished.")
@@ -112,8 +115,17 @@ class TrialSummary(BaseModel):
         "trial kept from an attempt whose driver died (its results restored with Tune's state, not run again)."
     )
     reruns: int = Field(
-        0, ge=0, description="Times the trial started again from scratch, with the same params, because the "
-        "attempt running it died before it ended (trials do not checkpoint)."
+        0, ge=0, description="Times the trial started again, with the same params, because the attempt running "
+        "it died before it ended: from scratch, or from its last checkpoint where it kept one (PBT)."
+    )
+    copied_from: str | None = Field(
+        None, description="PBT: the other trial whose checkpoint this trial last copied (an exploit), so its model "
+        "went on from that trial's weights; None: it never copied one (its own checkpoints, after a pause, are not "
+        "copies)."
+    )
+    copied_at: int | None = Field(
+        None, ge=0, description="The report step of that checkpoint: the trial went on from the next step, with "
+        "params mutated from that trial's."
     )
 
 

@@ -221,6 +221,23 @@ def make_searcher(spec: SweepSpec, seed: int | None = None,
     return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent + lookahead)
 
 
+def pbt_population(spec: SweepSpec, seed: int | None = None) -> Any:
+    """PBT's first population: Tune's ``BasicVariantGenerator`` (the one search algorithm PBT takes) drawing
+    :func:`to_tune_space` at random, seeded with the run's seed so a run draws the same trials again, at most
+    ``max_concurrent`` at once.
+
+    Example:
+        >>> from streamtune.config import SweepSpec
+        >>> s = SweepSpec(scheduler="pbt", search="random", max_concurrent=3, metric="m", mode="min",
+        ...               space={"a": {"type": "uniform", "low": 0, "high": 1}})
+        >>> pbt_population(s, seed=7).max_concurrent
+        3
+    """
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=seed)
+
+
 def warm_points(spec: SweepSpec, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The warm-start points the searcher evaluates first (``SweepRequest.warm_start``), for this sweep: none for
     a grid (its trials are the grid's points, capped) or PBT (no searcher); otherwise at most ``num_samples``.
@@ -239,8 +256,9 @@ def warm_points(spec: SweepSpec, points: Sequence[Mapping[str, Any]]) -> list[di
 
 
 def make_scheduler(spec: SweepSpec) -> Any:
-    """The trial scheduler ``sweep.scheduler`` names; each stops trials by ``training_iteration`` (report steps).
-    Tune gives it ``sweep.metric`` and ``sweep.mode`` (with nsga2 it prunes by that objective alone).
+    """The trial scheduler ``sweep.scheduler`` names; each stops trials by ``training_iteration`` (report steps),
+    ``asha`` at rungs before ``max_t`` only (:func:`asha`). Tune gives it ``sweep.metric`` and ``sweep.mode``
+    (with nsga2 it prunes by that objective alone).
 
     Example:
         >>> from streamtune.config import SweepSpec
@@ -250,7 +268,6 @@ def make_scheduler(spec: SweepSpec) -> Any:
         ('HyperBandScheduler', False)
     """
     from ray.tune.schedulers import (
-        ASHAScheduler,
         FIFOScheduler,
         HyperBandScheduler,
         MedianStoppingRule,
@@ -263,9 +280,9 @@ def make_scheduler(spec: SweepSpec) -> Any:
         # Synchronous HyperBand pauses trials at bracket milestones and would stop a trial that reached max_t, cutting
         # it off before the job's save_model() after its final report (as ASHA would; see below). stop_last_trials=
         # False lets a trial that survived every halving run to its own end, and max_t stays the job's real number
-        # of report steps, so the brackets' milestones land on steps the job reports. A paused trial resumes from
-        # its checkpoint; a job that does not checkpoint (Job.checkpoints) starts that trial again from its first
-        # step, so its model is still saved, at the cost of the steps run again.
+        # of report steps, so the brackets' milestones land on steps the job reports. Trials keep no checkpoint
+        # here (checkpoint_period: PBT only), so a paused trial starts again from its first step when it resumes:
+        # its model is still saved, at the cost of the steps run again.
         return HyperBandScheduler(time_attr="training_iteration", max_t=spec.max_t, stop_last_trials=False)
     if spec.scheduler == "median":
         # min_time_slice=inf: while fewer than 3 other trials have reached a step, Tune's rule would pause a trial
@@ -280,9 +297,36 @@ def make_scheduler(spec: SweepSpec) -> Any:
         return PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=spec.grace_period,
                                        hyperparam_mutations=pbt_mutations(spec.space),
                                        custom_explore_fn=ClipToSpace(spec.space))
-    # max_t + 1: ASHA stops a trial when it reaches max_t, which would cut it off before the job's
-    # save_model() after its final report. Pruning happens at the rungs below max_t as usual.
-    return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_t + 1, grace_period=spec.grace_period)
+    return asha(spec)
+
+
+def asha(spec: SweepSpec) -> Any:
+    """ASHA with every rung strictly before the last report step ``max_t``: rungs at ``grace_period`` times 4 to
+    the k below ``max_t``, and a trial that passed them all runs to its end (``stop_last_trials=False``).
+
+    A rung at ``max_t`` itself (Tune places one when ``max_t`` is ``grace_period`` times a power of 4, e.g. the
+    default grace 5 with ``max_t`` 20) would stop a trial at its final report, after every step was paid and before
+    the job's ``save_model()``: no step saved, and the model lost. So Tune gets ``max_t - 1`` as its ``max_t``, and
+    with ``grace_period >= max_t`` (no rung could come before the last step) every trial runs to its end (FIFO).
+
+    Example:
+        >>> from streamtune.config import SweepSpec
+        >>> s = SweepSpec(metric="m", mode="min", max_t=20, grace_period=5,
+        ...               space={"a": {"type": "int", "low": 1, "high": 3}})
+        >>> a = asha(s)
+        >>> [rung for rung, _ in a._brackets[0]._rungs], a._stop_last_trials
+        ([5], False)
+        >>> [rung for rung, _ in asha(s.model_copy(update={"grace_period": 1}))._brackets[0]._rungs]
+        [16, 4, 1]
+        >>> type(asha(s.model_copy(update={"grace_period": 20}))).__name__
+        'FIFOScheduler'
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.grace_period >= spec.max_t:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=spec.max_t - 1, grace_period=spec.grace_period,
+                         stop_last_trials=False)
 
 
 def checkpoint_period(spec: SweepSpec) -> int:
