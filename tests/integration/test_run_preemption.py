@@ -104,6 +104,9 @@ def test_a_window_preempts_a_manual_sweep_in_flight_which_resumes_after_it(ray_s
     _until("the manual run resumed and judged", lambda: get(manual.run_id).status in JUDGED, step, 180)
     resumed, judged_window = get(manual.run_id), get(window.run_id)
     assert resumed.attempt == 2 and resumed.submission_id == f"{manual.run_id}-a2"
+    # judged once its result.json was whole, which can be a moment before its Ray Job exits
+    _until("the resumed attempt's Ray Job ended", lambda: jobs.status(resumed.submission_id) != "RUNNING",
+           lambda: None, 60)
     assert jobs.status(resumed.submission_id) == "SUCCEEDED"
     assert resumed.timings["submitted_at"] >= judged_window.updated_at  # resumed only after the window's verdict
     assert not (Path(out) / "error.json").exists()  # stopped, not failed: attempt 2 resumed the experiment
