@@ -18,6 +18,8 @@ reports each:
 merged into OUT.json by N, so the 2,000-trial count can run as a call of its own (each call stays < 10 min);
 every count keeps its own baseline, machine load and date.
 
+Both sides import ``ray.tune`` before their clocks start (the baseline at its top, streamtune's script likewise).
+
 Usage (hold the Ray lock): ``flock /tmp/streamtune-ray.lock .venv/bin/python benchmarks/bench_tune_overhead.py
 --out benchmarks/results/tune-overhead-2core-vm.json 20 200``, then ``... --out ... 2000``.
 """
@@ -47,6 +49,7 @@ import pyarrow as pa
 import ray
 from pydantic import TypeAdapter
 from streamtune.config import JobSpec
+from ray import tune  # noqa: F401 -- imported before the clock starts, as the plain baseline does
 from streamtune.sweeps.runner import run_tune
 from streamtune.sweeps.schema import TrialSummary
 n = int(sys.argv[1])
