@@ -9,9 +9,9 @@ runs the Tune sweep under its budgets (``sweep.time_budget``, ``cpu_hours``, ``g
 :mod:`streamtune.sweeps.budget`; one that runs out stops the trials and the best so far wins, and the result's
 ``spent`` says what was spent), refits the winner on train + validation rows (``validation.refit``,
 :mod:`streamtune.sweeps.refit`), scores it and the champion on the same holdout, smoke-tests it (loaded as serving
-loads it, in a Ray task of its own), and writes ``result.json`` beside the request. If anything raises, it writes
-``error.json`` there instead (type, message, traceback) and exits 1. The controller reads those; only the
-controller writes run state. Nothing it is handed names a local path of the controller.
+loads it, in a Ray worker of its own started with the driver), and writes ``result.json`` beside the request. If
+anything raises, it writes ``error.json`` there instead (type, message, traceback) and exits 1. The controller
+reads those; only the controller writes run state. Nothing it is handed names a local path of the controller.
 """
 
 from __future__ import annotations
