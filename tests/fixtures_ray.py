@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,20 @@ def stored_code(package: Path, root: Path) -> str:
     from streamtune.artifacts import ArtifactStore, pack_code, store_code
 
     return store_code(ArtifactStore(str(root)), pack_code(package))
+
+
+def finished_sweep(runner: Any, run_id: str, out: Path, timeout: float = 180, log_lines: int = 60) -> Any:
+    """Wait for the sweep Ray Job ``run_id`` to end, assert it succeeded (its log's tail in the failure) and
+    return the ``SweepResult`` it wrote under ``out``."""
+    import time
+
+    from streamtune.sweeps.schema import SweepResult
+
+    deadline, status = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        status = runner.status(run_id)
+        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+            break
+        time.sleep(0.5)
+    assert status == "SUCCEEDED", runner.logs_tail(run_id, log_lines)
+    return SweepResult.model_validate_json((out / "result.json").read_text())

@@ -11,7 +11,6 @@ the first trial always completes, the fourth never does, and the budget cuts the
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fixtures_ray import stored_code
+from fixtures_ray import finished_sweep, stored_code
 from streamtune.config import JobSpec
 from streamtune.sweeps import RayJobRunner, SweepRequest, SweepResult
 from streamtune.sweeps.progress import read_progress
@@ -74,14 +73,7 @@ def budget_sweeps(ray_services: Any) -> dict[str, tuple[JobSpec, Path, RayJobRun
 def _result(budget_sweeps: dict[str, tuple[JobSpec, Path, RayJobRunner, str]], name: str,
             timeout: float = 180) -> tuple[JobSpec, SweepResult]:
     spec, out, runner, run_id = budget_sweeps[name]
-    deadline, status = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        status = runner.status(run_id)
-        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            break
-        time.sleep(0.5)
-    assert status == "SUCCEEDED", runner.logs_tail(run_id, 60)
-    return spec, SweepResult.model_validate_json((out / "result.json").read_text())
+    return spec, finished_sweep(runner, run_id, out, timeout)
 
 
 @pytest.mark.parametrize("name", list(BUDGETS))

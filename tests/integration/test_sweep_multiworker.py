@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fixtures_ray import stored_code
+from fixtures_ray import finished_sweep, stored_code
 from needs_torch import require_torch
 from streamtune.config import JobSpec
 from streamtune.dev.synthetic import make_sales
@@ -100,14 +100,7 @@ def _submit_gbdt(ray_services: Any, root: Path, code_uri: str) -> RayJobRunner:
 
 def _gbdt_result(sweeps: dict[str, Any], timeout: float = 300) -> SweepResult:
     runner, out = sweeps["gbdt"]
-    deadline, status = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        status = runner.status(GBDT_RUN)
-        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            break
-        time.sleep(0.5)
-    assert status == "SUCCEEDED", runner.logs_tail(GBDT_RUN, 60)
-    return SweepResult.model_validate_json((out / "result.json").read_text())
+    return finished_sweep(runner, GBDT_RUN, out, timeout)
 
 
 def _wait_no_placement_group(bundles: list[dict[str, float]], timeout: float = 30) -> None:

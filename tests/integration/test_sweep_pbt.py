@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fixtures_ray import stored_code
+from fixtures_ray import finished_sweep, stored_code
 from needs_torch import require_torch
 from streamtune.config import JobSpec
 from streamtune.dev.synthetic import make_sales
@@ -57,7 +57,6 @@ SPEC = JobSpec.parse({
 @pytest.fixture(scope="module")
 def swept(ray_services: Any) -> tuple[SweepResult, Path]:
     """Run the sweep as the controller submits it; its result and its run folder."""
-    import time
 
     root = Path(tempfile.mkdtemp(prefix="pbt-"))
     code_uri = stored_code(JOBS, root / "store")
@@ -69,14 +68,7 @@ def swept(ray_services: Any) -> tuple[SweepResult, Path]:
     (out / "request.json").write_text(req.model_dump_json())
     runner = RayJobRunner(f"http://127.0.0.1:{ray_services.dashboard_port}")
     assert runner.submit(RUN, str(out / "request.json"), code_uri) is True
-    deadline, status = time.monotonic() + 240, None
-    while time.monotonic() < deadline:
-        status = runner.status(RUN)
-        if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-            break
-        time.sleep(0.5)
-    assert status == "SUCCEEDED", runner.logs_tail(RUN, 80)
-    return SweepResult.model_validate_json((out / "result.json").read_text()), out
+    return finished_sweep(runner, RUN, out, timeout=240, log_lines=80), out
 
 
 def _policy(out: Path, trial_id: str) -> list[list[Any]]:
